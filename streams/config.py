@@ -1,0 +1,207 @@
+"""All configuration, read in one place.
+
+Every setting is an environment variable with the prefix ``PFILTER_`` (the
+field name upper-cased), except the conventional ``KAFKA_BOOTSTRAP_SERVERS``
+and ``SCHEMA_REGISTRY_URL``. CLI flags override the environment: the CLI
+builds ``Settings(**flags)`` and pydantic-settings gives init arguments
+precedence over env vars. The README's configuration table is generated from
+the ``description`` of each field (``pfilter config --markdown``), so the
+documentation cannot drift from the code.
+
+Bad values stop the process at start-up with a message that names the
+setting (pydantic's validation error, re-raised as ``ConfigError``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Root of the source checkout (or of the installed package's parent).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+Format = Literal["json", "avro"]
+
+
+class ConfigError(ValueError):
+    """A setting has a value the filter cannot run with."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PFILTER_",
+        extra="forbid",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    # --- Kafka connection -------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("kafka_bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS"),
+        description="`KAFKA_BOOTSTRAP_SERVERS`: brokers to use. Unset: the project's local broker "
+        "(`127.0.0.1:$PFILTER_KAFKA_PORT`).",
+    )
+    schema_registry_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("schema_registry_url", "SCHEMA_REGISTRY_URL"),
+        description="`SCHEMA_REGISTRY_URL`: Confluent schema registry for Avro ids. Unset: the "
+        "checked-in id map `schemas/ids.json`.",
+    )
+
+    # --- Local broker (pfilter kafka up/down/status) ----------------------
+    kafka_port: int = Field(
+        default=9092, ge=1, le=65535,
+        description="Client port of the local broker (loopback only).",
+    )
+    kafka_controller_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="KRaft controller port of the local broker. Unset: kafka_port + 1.",
+    )
+    kafka_version: str = Field(
+        default="4.3.1", pattern=r"^4\.\d+\.\d+$",
+        description="Apache Kafka release whose jars Maven fetches for the local broker.",
+    )
+    kafka_heap: str = Field(
+        default="512m", pattern=r"^\d+[kKmMgG]$",
+        description="JVM heap (-Xmx and -Xms) of the local broker.",
+    )
+    state_dir: Path = Field(
+        default=PROJECT_ROOT / ".state",
+        description="Where the local broker's data, pid and log, and worker state live.",
+    )
+    kafka_jars_dir: Path | None = Field(
+        default=None,
+        description="Cache of the broker jars. Unset: `~/.cache/pfilter/kafka-<version>` "
+        "(outside the repository, shared by clones).",
+    )
+
+    # --- Topics -----------------------------------------------------------
+    topic_clickstream: str = Field(default="clickstream", description="Click event input topic.")
+    topic_purchases: str = Field(default="purchases", description="Purchase event input topic.")
+    topic_consent: str = Field(default="consent", description="Compacted consent input topic.")
+    topic_output_prefix: str = Field(
+        default="personalization.",
+        description="Prefix of per-engine output topics when the policy names none.",
+    )
+    topic_decisions: str = Field(default="personalization.decisions", description="Decision (audit) log.")
+    topic_erasures: str = Field(default="personalization.erasures", description="Erasure notices.")
+    topic_dlq: str = Field(default="personalization.dlq", description="Dead-letter queue for bad input.")
+    partitions: int = Field(default=6, ge=1, le=10000, description="Partitions of every topic created.")
+    replication_factor: int = Field(default=1, ge=1, le=32, description="Replication factor of topics created.")
+    consent_min_compaction_lag_ms: int = Field(
+        default=0, ge=0,
+        description="`min.compaction.lag.ms` of the consent topic.",
+    )
+    consent_max_compaction_lag_ms: int = Field(
+        default=3_600_000, ge=1,
+        description="`max.compaction.lag.ms` of the consent topic: bounds how long a superseded "
+        "consent record or a tombstone's predecessors stay on disk.",
+    )
+    consent_delete_retention_ms: int = Field(
+        default=3_600_000, ge=0,
+        description="`delete.retention.ms` of the consent topic: how long a tombstone itself stays "
+        "readable after compaction, so that lagging readers still see the erasure.",
+    )
+    consent_segment_ms: int = Field(
+        default=600_000, ge=1,
+        description="`segment.ms` of the consent topic: the active segment is never compacted, "
+        "so it must roll for the compaction deadline to hold.",
+    )
+    format_clickstream: Format = Field(default="json", description="Value format of the click topic.")
+    format_purchases: Format = Field(default="json", description="Value format of the purchase topic.")
+    format_consent: Format = Field(default="json", description="Value format of the consent topic.")
+    format_output: Format = Field(default="json", description="Value format of outputs, decisions, erasures.")
+
+    # --- Policy -----------------------------------------------------------
+    policy_file: Path | None = Field(
+        default=None,
+        description="Policy file (TOML). Unset: the shipped default policy.",
+    )
+    pseudonym_key: str | None = Field(
+        default=None, repr=False,
+        description="Secret for pseudonymizing subject ids (HMAC-SHA256, one key derived per "
+        "engine). Never logged. Required when the policy pseudonymizes.",
+    )
+    pseudonym_key_file: Path | None = Field(
+        default=None,
+        description="File holding the pseudonym secret, instead of PFILTER_PSEUDONYM_KEY.",
+    )
+
+    # --- Worker -----------------------------------------------------------
+    runtime: Literal["faust", "fast"] = Field(default="faust", description="Worker runtime.")
+    group_id: str = Field(default="pfilter", description="Consumer group / faust app id.")
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once", description="Delivery guarantee of the worker.",
+    )
+    store: Literal["rocksdb", "memory"] = Field(default="rocksdb", description="Consent state store.")
+    table_standby_replicas: int = Field(default=0, ge=0, le=8, description="Standby replicas of the consent table.")
+    batch_size: int = Field(default=2000, ge=1, le=1_000_000, description="Max events decided per batch.")
+    batch_timeout_ms: int = Field(default=100, ge=1, le=60_000, description="Max wait to fill a batch.")
+    web_port: int = Field(default=6066, ge=1, le=65535, description="Port of /metrics, /healthz, /readyz.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+
+    @field_validator("kafka_bootstrap_servers", "schema_registry_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+    # --- derived ------------------------------------------------------------
+    @property
+    def bootstrap(self) -> str:
+        """The bootstrap servers to use: the given ones, else the local broker."""
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def controller_port(self) -> int:
+        return self.kafka_controller_port or self.kafka_port + 1
+
+    @property
+    def jars_dir(self) -> Path:
+        if self.kafka_jars_dir is not None:
+            return self.kafka_jars_dir
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        return base / "pfilter" / f"kafka-{self.kafka_version}"
+
+    def input_formats(self) -> dict[str, str]:
+        """Value format per input topic, as the engine wants it."""
+        return {
+            self.topic_clickstream: self.format_clickstream,
+            self.topic_purchases: self.format_purchases,
+            self.topic_consent: self.format_consent,
+        }
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment with CLI overrides (None means 'not given')."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            env = name if name.isupper() else f"PFILTER_{name.upper()}"
+            # err["input"] is deliberately not shown: a secret may be the bad value.
+            problems.append(f"{env}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def settings_markdown() -> str:
+    """The README's configuration table, from the field descriptions."""
+    rows = ["| env var | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        env = f"PFILTER_{name.upper()}"
+        desc = field.description or ""
+        if desc.startswith("`") and "`:" in desc:
+            env, desc = desc[1:].split("`:", 1)
+            env, desc = env.strip("`"), desc.strip()
+        default = field.default
+        if isinstance(default, Path):
+            default = str(default).replace(str(PROJECT_ROOT), ".")
+        rows.append(f"| `{env}` | `{default}` | {desc} |")
+    return "\n".join(rows)

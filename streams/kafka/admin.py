@@ -1,0 +1,149 @@
+"""Topic administration: create the contract's topics and check them.
+
+The join is per partition, so the three inputs must have the same partition
+count; the consent topic must be compacted with explicit lag and retention
+settings, because they bound how long an erased subject's consent history
+stays on disk (see README, "Erasure deadline").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+
+from streams.config import Settings
+from streams.kafka.clients import admin_config
+
+#: How long admin calls may take before we call the broker unreachable.
+ADMIN_TIMEOUT_S = 30.0
+
+
+class TopicError(RuntimeError):
+    """A topic is missing or misconfigured; the message names it."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    role: str
+    partitions: int
+    replication: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def consent_topic_config(settings: Settings) -> dict[str, str]:
+    return {
+        "cleanup.policy": "compact",
+        "min.compaction.lag.ms": str(settings.consent_min_compaction_lag_ms),
+        "max.compaction.lag.ms": str(settings.consent_max_compaction_lag_ms),
+        "delete.retention.ms": str(settings.consent_delete_retention_ms),
+        "segment.ms": str(settings.consent_segment_ms),
+    }
+
+
+def topic_specs(settings: Settings, engine_topics: list[str]) -> list[TopicSpec]:
+    """Every topic of CONTRACT §2; inputs and outputs share the partition count."""
+    p, r = settings.partitions, settings.replication_factor
+    specs = [
+        TopicSpec(settings.topic_clickstream, "input", p, r),
+        TopicSpec(settings.topic_purchases, "input", p, r),
+        TopicSpec(settings.topic_consent, "consent", p, r, consent_topic_config(settings)),
+    ]
+    specs += [TopicSpec(t, "output", p, r) for t in engine_topics]
+    specs += [
+        TopicSpec(settings.topic_decisions, "decisions", p, r),
+        TopicSpec(settings.topic_erasures, "erasures", p, r),
+        TopicSpec(settings.topic_dlq, "dlq", p, r),
+    ]
+    return specs
+
+
+def _admin(settings: Settings) -> AdminClient:
+    return AdminClient(admin_config(settings))
+
+
+def create_topics(settings: Settings, engine_topics: list[str]) -> list[tuple[str, str]]:
+    """Create what is missing (idempotent). Returns (topic, 'created'|'exists')."""
+    admin = _admin(settings)
+    existing = set(admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics)
+    specs = topic_specs(settings, engine_topics)
+    todo = [s for s in specs if s.name not in existing]
+    result = [(s.name, "exists") for s in specs if s.name in existing]
+    if todo:
+        futures = admin.create_topics(
+            [NewTopic(s.name, s.partitions, s.replication, config=s.config) for s in todo],
+            operation_timeout=ADMIN_TIMEOUT_S, request_timeout=ADMIN_TIMEOUT_S,
+        )
+        for name, fut in futures.items():
+            try:
+                fut.result()
+                result.append((name, "created"))
+            except Exception as exc:  # noqa: BLE001
+                if "TOPIC_ALREADY_EXISTS" in str(exc):
+                    result.append((name, "exists"))
+                else:
+                    raise TopicError(f"could not create topic {name!r}: {exc}") from None
+    order = {s.name: i for i, s in enumerate(specs)}
+    return sorted(result, key=lambda x: order[x[0]])
+
+
+def check_topics(settings: Settings, engine_topics: list[str]) -> list[str]:
+    """Problems with the topics (empty when all is well). Each names its topic."""
+    admin = _admin(settings)
+    md = admin.list_topics(timeout=ADMIN_TIMEOUT_S)
+    specs = topic_specs(settings, engine_topics)
+    problems: list[str] = []
+    for s in specs:
+        if s.name not in md.topics:
+            problems.append(f"topic {s.name!r} ({s.role}) does not exist; run `pfilter topics create`")
+    inputs = [s.name for s in specs if s.role in ("input", "consent") and s.name in md.topics]
+    counts = {t: len(md.topics[t].partitions) for t in inputs}
+    if len(set(counts.values())) > 1:
+        desc = ", ".join(f"{t!r}={n}" for t, n in counts.items())
+        odd = _odd_ones_out(counts)
+        problems.append(
+            f"input topics are not co-partitioned ({desc}): {', '.join(repr(t) for t in odd)} "
+            "must have the same partition count as the others"
+        )
+    consent = settings.topic_consent
+    if consent in md.topics:
+        res = ConfigResource(ResourceType.TOPIC, consent)
+        cfg = admin.describe_configs([res], request_timeout=ADMIN_TIMEOUT_S)[res].result()
+        for key, want in consent_topic_config(settings).items():
+            have = cfg[key].value if key in cfg else None
+            if key == "cleanup.policy":
+                if "compact" not in (have or ""):
+                    problems.append(f"topic {consent!r}: cleanup.policy is {have!r}, must include 'compact'")
+            elif have != want:
+                problems.append(f"topic {consent!r}: {key} is {have!r}, expected {want!r}")
+    return problems
+
+
+def _odd_ones_out(counts: dict[str, int]) -> list[str]:
+    values = list(counts.values())
+    majority = max(set(values), key=values.count)
+    return [t for t, n in counts.items() if n != majority]
+
+
+def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
+    md = _admin(settings).list_topics(timeout=ADMIN_TIMEOUT_S)
+    return {t: len(md.topics[t].partitions) for t in topics if t in md.topics}
+
+
+def require_copartitioned(settings: Settings) -> int:
+    """The worker's start-up check: inputs exist and share a partition count."""
+    inputs = [settings.topic_clickstream, settings.topic_purchases, settings.topic_consent]
+    counts = partition_counts(settings, inputs)
+    missing = [t for t in inputs if t not in counts]
+    if missing:
+        raise TopicError(
+            f"input topic {missing[0]!r} does not exist; run `pfilter topics create` first"
+        )
+    if len(set(counts.values())) != 1:
+        desc = ", ".join(f"{t!r} has {n}" for t, n in counts.items())
+        raise TopicError(
+            f"input topics are not co-partitioned ({desc} partitions): the per-partition consent join "
+            f"would miss; give {', '.join(repr(t) for t in _odd_ones_out(counts))} the same count"
+        )
+    return next(iter(counts.values()))

@@ -1,0 +1,352 @@
+"""A real single-node Apache Kafka (KRaft broker+controller) run from the official jars.
+
+Machines without a Docker engine still get a real broker: Maven fetches
+``org.apache.kafka:kafka_2.13`` and its runtime dependencies into a cache
+outside the repository, and we run ``kafka.Kafka`` with a generated
+``server.properties``. Each client port gets its own directory under the state
+dir (``kafka-<port>/``: data, config, pid, log), so a test broker and a demo
+broker can coexist and ``down`` only ever stops the process it started.
+
+Nothing here logs record contents; the broker's own output goes to
+``broker.log`` in that directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.config import Settings
+
+POM = Path(__file__).with_name("pom.xml")
+
+#: How long `up` waits for the broker to answer a metadata request. A cold JVM
+#: on 2 shared cores formats and starts in ~5-10 s; 90 s leaves room for a
+#: loaded CI machine without hiding a broker that will never come up.
+START_TIMEOUT_S = 90.0
+#: Grace period for a clean shutdown (controlled shutdown + log flush) before
+#: SIGKILL. Single-node shutdown takes 1-3 s; 30 s covers a large flush.
+STOP_TIMEOUT_S = 30.0
+#: Marker written after Maven finished copying, so a half-fetched cache is
+#: never mistaken for a complete one.
+_FETCHED_MARKER = ".fetched"
+
+_LOG4J2 = """\
+status = error
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = INFO
+logger.broker.name = kafka.server.BrokerServer
+logger.broker.level = INFO
+"""
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be fetched, started or stopped; the message says why."""
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    running: bool
+    pid: int | None
+    bootstrap: str
+    home: Path
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "broker.log"
+
+
+class LocalBroker:
+    """Lifecycle of the project's own broker for one client port."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = settings.kafka_port
+        self.controller_port = settings.controller_port
+        self.home = Path(settings.state_dir) / f"kafka-{self.port}"
+        self.jars = settings.jars_dir
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "broker.log"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "server.properties"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    # ------------------------------------------------------------------ fetch
+    def fetched(self) -> bool:
+        return (self.jars / _FETCHED_MARKER).exists()
+
+    def fetch(self, *, quiet: bool = True) -> Path:
+        """Fetch the broker jars with Maven (idempotent; a no-op once cached)."""
+        if self.fetched():
+            return self.jars
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise BrokerError(
+                "Maven (mvn) is not on PATH: it fetches the Kafka jars from Maven Central. "
+                "Install it (apt-get install maven) or set KAFKA_BOOTSTRAP_SERVERS to an existing broker."
+            )
+        tmp = self.jars.with_name(self.jars.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        cmd = [
+            mvn, "-B", "-f", str(POM), "dependency:copy-dependencies",
+            f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
+            f"-Dkafka.version={self.settings.kafka_version}",
+        ]
+        if quiet:
+            cmd.insert(1, "-q")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+            raise BrokerError(
+                f"Maven could not fetch Kafka {self.settings.kafka_version} (exit {proc.returncode}):\n{tail}"
+            )
+        (tmp / _FETCHED_MARKER).write_text(self.settings.kafka_version)
+        shutil.rmtree(self.jars, ignore_errors=True)
+        tmp.rename(self.jars)
+        return self.jars
+
+    # ------------------------------------------------------------------ status
+    def _pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _is_our_broker(pid, self.config_file) else None
+
+    def status(self) -> BrokerStatus:
+        pid = self._pid()
+        return BrokerStatus(running=pid is not None, pid=pid, bootstrap=self.bootstrap, home=self.home)
+
+    # ------------------------------------------------------------------ up
+    def up(self, *, timeout: float = START_TIMEOUT_S) -> BrokerStatus:
+        """Start the broker, or reuse the one this state dir already runs."""
+        st = self.status()
+        if st.running:
+            _wait_ready(self.bootstrap, st.pid, self.log_file, timeout)
+            return st
+        for port, what in ((self.port, "PFILTER_KAFKA_PORT"), (self.controller_port, "PFILTER_KAFKA_CONTROLLER_PORT")):
+            if not _port_free(port):
+                raise BrokerError(
+                    f"port {port} on 127.0.0.1 is already taken by another process; "
+                    f"pick another with {what}=<port> (or --port), or use a running broker "
+                    "through KAFKA_BOOTSTRAP_SERVERS"
+                )
+        java = shutil.which("java")
+        if java is None:
+            raise BrokerError("Java (java) is not on PATH: the local broker needs a JDK/JRE 17+.")
+        self.fetch()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+        if not (self.data_dir / "meta.properties").exists():
+            self._format(java)
+        log = open(self.log_file, "ab")
+        heap = self.settings.kafka_heap
+        proc = subprocess.Popen(
+            [
+                java, f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
+                "-cp", f"{self.jars}/*", "kafka.Kafka", str(self.config_file),
+            ],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives the CLI; `down` signals it by pid
+            cwd=self.home,
+        )
+        log.close()
+        self.pid_file.write_text(str(proc.pid))
+        try:
+            _wait_ready(self.bootstrap, proc.pid, self.log_file, timeout)
+        except BrokerError:
+            self._kill(proc.pid)
+            raise
+        return self.status()
+
+    def _write_config(self) -> None:
+        cfg = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": "1",
+            # single node: every internal topic has one replica
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "10",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            # no reason to wait for more members on a one-machine broker
+            "group.initial.rebalance.delay.ms": "0",
+            # compaction must actually run for the erasure deadline to hold
+            "log.cleaner.enable": "true",
+            "log.cleaner.backoff.ms": "5000",
+        }
+        self.config_file.write_text("".join(f"{k}={v}\n" for k, v in cfg.items()))
+        (self.home / "log4j2.properties").write_text(_LOG4J2)
+
+    def _format(self, java: str) -> None:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        proc = subprocess.run(
+            [java, "-cp", f"{self.jars}/*", "kafka.tools.StorageTool", "format",
+             "-t", cluster_id, "-c", str(self.config_file), "--standalone"],
+            capture_output=True, text=True,
+        )
+        with open(self.log_file, "a") as fh:
+            fh.write(proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            raise BrokerError(
+                f"formatting the broker storage failed (exit {proc.returncode}); see {self.log_file}:\n"
+                + _tail(self.log_file)
+            )
+
+    # ------------------------------------------------------------------ down
+    def down(self, *, timeout: float = STOP_TIMEOUT_S) -> bool:
+        """Stop the broker this state dir started; True if one was running."""
+        pid = self._pid()
+        self.pid_file.unlink(missing_ok=True)
+        if pid is None:
+            return False
+        self._kill(pid, timeout=timeout)
+        return True
+
+    def _kill(self, pid: int, timeout: float = STOP_TIMEOUT_S) -> None:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return
+            time.sleep(0.1)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        while _alive(pid):
+            time.sleep(0.05)
+
+    def destroy(self) -> None:
+        """Stop and delete all data of this broker (tests use a throwaway one)."""
+        self.down()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- helpers
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours counts as gone
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            if fh.read().split(")")[-1].split()[0] == "Z":
+                os.waitpid(pid, os.WNOHANG)
+                return False
+    except (FileNotFoundError, ChildProcessError, IndexError):
+        pass
+    return True
+
+
+def _is_our_broker(pid: int, config_file: Path) -> bool:
+    """Only a live kafka.Kafka process started with our config file is ours."""
+    if not _alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return False
+    return b"kafka.Kafka" in cmdline and str(config_file).encode() in cmdline
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def _wait_ready(bootstrap: str, pid: int | None, log_file: Path, timeout: float) -> None:
+    """Wait until the broker answers a metadata request (not merely accepts TCP)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "logger": _silent})
+    deadline = time.monotonic() + timeout
+    while True:
+        if pid is not None and not _alive(pid):
+            raise BrokerError(
+                f"the broker process exited during start-up; log: {log_file}\n{_tail(log_file)}"
+            )
+        try:
+            md = admin.list_topics(timeout=2)
+            if md.brokers:
+                return
+        except Exception:  # noqa: BLE001 - any failure here means "not ready yet"
+            pass
+        if time.monotonic() > deadline:
+            raise BrokerError(
+                f"the broker did not become ready within {timeout:.0f}s; log: {log_file}\n{_tail(log_file)}"
+            )
+        time.sleep(0.3)
+
+
+class _Silent:
+    """librdkafka logger that drops connection-refused chatter while we poll."""
+
+    def log(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __getattr__(self, name: str):  # debug/info/warning/error/...
+        return self.log
+
+
+_silent = _Silent()
