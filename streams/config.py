@@ -86,7 +86,8 @@ class Settings(BaseSettings):
     topic_consent: str = Field(default="consent", description="Compacted consent input topic.")
     topic_output_prefix: str = Field(
         default="personalization.",
-        description="Prefix of per-engine output topics when the policy names none.",
+        description="Prefix of per-engine output topics. The default keeps the topics the policy "
+        "names; any other value renames every engine's topic to <prefix><engine> (isolates a run).",
     )
     topic_decisions: str = Field(default="personalization.decisions", description="Decision (audit) log.")
     topic_erasures: str = Field(default="personalization.erasures", description="Erasure notices.")
@@ -140,9 +141,31 @@ class Settings(BaseSettings):
     )
     store: Literal["rocksdb", "memory"] = Field(default="rocksdb", description="Consent state store.")
     table_standby_replicas: int = Field(default=0, ge=0, le=8, description="Standby replicas of the consent table.")
+    instance_id: str | None = Field(
+        default=None,
+        description="Stable id of this worker instance; the fast runtime's transactional.id is "
+        "<group_id>.<instance_id>, so a restarted instance fences its crashed predecessor at once. "
+        "Unset: <hostname>-<web_port>.",
+    )
+    checkpoint_interval_s: float = Field(
+        default=30.0, gt=0,
+        description="Fast runtime: how often consent state is checkpointed locally for quick restart.",
+    )
     batch_size: int = Field(default=2000, ge=1, le=1_000_000, description="Max events decided per batch.")
     batch_timeout_ms: int = Field(default=100, ge=1, le=60_000, description="Max wait to fill a batch.")
     web_port: int = Field(default=6066, ge=1, le=65535, description="Port of /metrics, /healthz, /readyz.")
+    web_bind: str = Field(
+        default="127.0.0.1",
+        description="Address the web endpoints bind to (0.0.0.0 in containers).",
+    )
+    rocksdb_block_cache_mb: int = Field(
+        default=64, ge=1, le=65536,
+        description="RocksDB block cache per table partition (MiB): hot consent states stay in memory.",
+    )
+    rocksdb_write_buffer_mb: int = Field(
+        default=16, ge=1, le=4096,
+        description="RocksDB memtable size (MiB): larger absorbs consent bursts, costs RSS.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
     @field_validator("kafka_bootstrap_servers", "schema_registry_url", mode="before")
@@ -205,3 +228,16 @@ def settings_markdown() -> str:
             default = str(default).replace(str(PROJECT_ROOT), ".")
         rows.append(f"| `{env}` | `{default}` | {desc} |")
     return "\n".join(rows)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment variables that reproduce ``settings`` in a child process."""
+    env: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        key = {"kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+               "schema_registry_url": "SCHEMA_REGISTRY_URL"}.get(name, f"PFILTER_{name.upper()}")
+        env[key] = str(value)
+    return env

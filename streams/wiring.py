@@ -34,15 +34,65 @@ def pseudonym_secret(settings: Settings) -> bytes | None:
     return None
 
 
+DEFAULT_OUTPUT_PREFIX = "personalization."
+
+
+def _with_topics(policy, settings: Settings):  # noqa: ANN001, ANN202
+    """A non-default PFILTER_TOPIC_OUTPUT_PREFIX renames every engine's topic to
+    <prefix><engine>: how the demo and the tests isolate one run's outputs."""
+    if settings.topic_output_prefix != DEFAULT_OUTPUT_PREFIX:
+        for engine in policy.engines:
+            engine.topic = settings.topic_output_prefix + engine.name
+    return policy
+
+
 def load_policy(settings: Settings):  # -> CompiledPolicy
     """The policy the worker runs with; a bad one stops start-up naming the problem."""
     from streams.engine.policy import load_policy as _load
 
-    return _load(settings.policy_file, secret=pseudonym_secret(settings))
+    return _with_topics(_load(settings.policy_file, secret=pseudonym_secret(settings)), settings)
 
 
 def policy_for_topics(settings: Settings):  # -> CompiledPolicy
     """The policy's shape only (engine names and topics); needs no real secret."""
     from streams.engine.policy import load_policy as _load
 
-    return _load(settings.policy_file, secret=pseudonym_secret(settings) or _SHAPE_ONLY_SECRET)
+    secret = pseudonym_secret(settings) or _SHAPE_ONLY_SECRET
+    return _with_topics(_load(settings.policy_file, secret=secret), settings)
+
+
+def topic_names(settings: Settings):  # -> TopicNames
+    from streams.engine.batch import TopicNames
+
+    return TopicNames(
+        clickstream=settings.topic_clickstream,
+        purchases=settings.topic_purchases,
+        consent=settings.topic_consent,
+        decisions=settings.topic_decisions,
+        erasures=settings.topic_erasures,
+        dlq=settings.topic_dlq,
+    )
+
+
+def formats(settings: Settings) -> dict[str, str]:
+    f = settings.input_formats()
+    f["output"] = settings.format_output
+    return f
+
+
+def filter_factory(settings: Settings):  # -> Callable[[store], Filter]
+    """Resolve policy, secret, topics and formats once; then build Filters cheaply.
+
+    Runtimes need one Filter per consent store (a partition view, an overlay),
+    all sharing the same compiled policy.
+    """
+    from streams.engine.batch import Filter
+
+    policy = load_policy(settings)
+    topics = topic_names(settings)
+    fmts = formats(settings)
+
+    def make(store=None):  # noqa: ANN001, ANN202
+        return Filter(policy, topics, fmts, store=store)
+
+    return make

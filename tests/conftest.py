@@ -95,4 +95,14 @@ def kafka_settings(kafka_bootstrap: str, names: Names, tmp_path: Path):
         group_id=names.group(),
         partitions=3,
         pseudonym_key="test-secret-not-for-production",
+        web_port=_free_port(),
+        log_level="INFO",
     )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

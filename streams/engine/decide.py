@@ -1,0 +1,179 @@
+"""The decision rule (CONTRACT §5) and the projection, over a compiled policy.
+
+``decide(engine, event, subject, state, now)`` returns
+``(reason, output, sent_mask)``: ``reason`` is None when the event goes to the
+engine, then ``output`` is the filtered event (a new dict) and ``sent_mask`` the
+categories it carries; otherwise ``reason`` is the first failing check, in
+this order:
+
+1. ``anonymous`` (no subject), ``no_consent`` (no state, or a BLOCKED state, or
+   a state of another policy vocabulary);
+2. ``purpose_denied`` (a needed purpose is not granted), then ``before_grant``
+   (a needed purpose was granted after ``e.ts``), then ``expired`` (for a needed
+   purpose, not ``now < expires_at and e.ts < expires_at``); each check over all
+   needed purposes before the next one;
+3. third-party engines: ``opt_out`` (GPC set), then ``purpose_denied``
+   (``third_party_sharing`` not granted);
+4. ``region_blocked`` (jurisdiction not one the engine may receive from);
+5. ``nothing_permitted`` (no field of a category both allowed for the engine
+   and granted by the subject is present, after transforms).
+
+Only bit tests and the engine's precomputed field plan; no objects beyond the
+output dicts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from streams.engine.consent import (
+    BLOCKED, CATEGORIES, EXPIRES_AT, FLAGS, GPC, GRANTED, GRANTED_AT, JURISDICTION, UPDATED_AT, VOCAB,
+)
+from streams.engine.policy import T_COUNTRY, T_PSEUDONYMIZE, CompiledEngine
+
+ANONYMOUS = "anonymous"
+NO_CONSENT = "no_consent"
+PURPOSE_DENIED = "purpose_denied"
+BEFORE_GRANT = "before_grant"
+EXPIRED = "expired"
+OPT_OUT = "opt_out"
+REGION_BLOCKED = "region_blocked"
+NOTHING_PERMITTED = "nothing_permitted"
+#: Every drop reason, in the order the rule checks them.
+REASONS = (ANONYMOUS, NO_CONSENT, PURPOSE_DENIED, BEFORE_GRANT, EXPIRED, OPT_OUT, REGION_BLOCKED,
+           NOTHING_PERMITTED)
+
+HOUR_MS = 3_600_000
+
+
+def shape_copy(value: Any, shape: Any) -> Any:
+    """Copy of ``value`` holding only what ``shape`` knows; None when nothing is left.
+
+    Shape None: a scalar, returned as is. Shape dict: a record; keys not in
+    the shape and None values are left out; an empty result is None. Shape
+    [sub]: an array; each element copied with ``sub``, elements that come out
+    None are left out (an empty array stays an empty array).
+    """
+    if shape is None:
+        return value
+    if type(shape) is dict:
+        if type(value) is not dict:
+            return None
+        out = {}
+        for k, sub in shape.items():
+            v = value.get(k)
+            if v is None:
+                continue
+            if sub is not None:
+                v = shape_copy(v, sub)
+                if v is None:
+                    continue
+            out[k] = v
+        return out or None
+    if type(value) is not list:
+        return None
+    sub = shape[0]
+    res = []
+    for el in value:
+        c = shape_copy(el, sub)
+        if c is not None:
+            res.append(c)
+    return res
+
+
+def pseudonym_input(value: Any) -> bytes:
+    """Bytes a field value is pseudonymized from: UTF-8 for strings, else canonical JSON."""
+    if type(value) is str:
+        return value.encode("utf-8", "surrogatepass")
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def decide(
+    eng: CompiledEngine, event: dict, subject: str | None, state: tuple | None, now: int,
+) -> tuple[str | None, dict | None, int]:
+    """Apply the rule to one (validated) event for one engine; see the module doc."""
+    if subject is None:
+        return ANONYMOUS, None, 0
+    if state is None or state[FLAGS] & BLOCKED or state[VOCAB] != eng.vocab_fp:
+        return NO_CONSENT, None, 0
+    granted = state[GRANTED]
+    needs = eng.needs_mask
+    if granted & needs != needs:
+        return PURPOSE_DENIED, None, 0
+    ts = event["ts"]
+    ga = state[GRANTED_AT]
+    idx = eng.needs_idx
+    for i in idx:
+        if ga[i] > ts:
+            return BEFORE_GRANT, None, 0
+    ea = state[EXPIRES_AT]
+    for i in idx:
+        x = ea[i]
+        if not (now < x and ts < x):
+            return EXPIRED, None, 0
+    if eng.third_party:
+        if state[GPC]:
+            return OPT_OUT, None, 0
+        if not granted & eng.tps_bit:
+            return PURPOSE_DENIED, None, 0
+    jur = eng.jurisdictions
+    if jur is not None and state[JURISDICTION] not in jur:
+        return REGION_BLOCKED, None, 0
+    allowed = eng.categories_mask & state[CATEGORIES]
+    if not allowed:
+        return NOTHING_PERMITTED, None, 0
+
+    plan = eng.plans.get(event.get("event_type"))
+    if plan is None:
+        plan = eng.default_plan
+    out = {
+        "event_id": event["event_id"],
+        "subject_id": subject,
+        "event_type": event["event_type"],
+        "ts": ts - ts % HOUR_MS if eng.ts_hour else ts,
+    }
+    sent = 0
+    for head, rest, parents, leaf, dotted, bit, code, shape in plan:
+        if not allowed & bit:
+            continue
+        v = event.get(head)
+        for k in rest:
+            if v is None:
+                break
+            v = v.get(k) if type(v) is dict else None
+        if v is None:
+            continue
+        if shape is not None:
+            v = shape_copy(v, shape)
+            if v is None:
+                continue
+        if code:
+            if code == T_PSEUDONYMIZE:
+                v = eng.pseudonymize_value(dotted, pseudonym_input(v))
+            elif code == T_COUNTRY:
+                c = v.get("country") if type(v) is dict else None
+                if c is None:
+                    continue
+                v = {"country": c}
+        if parents:
+            d = out
+            for k in parents:
+                nd = d.get(k)
+                if nd is None:
+                    nd = d[k] = {}
+                d = nd
+            d[leaf] = v
+        else:
+            out[leaf] = v
+        sent |= bit
+    if not sent:
+        return NOTHING_PERMITTED, None, 0
+    if eng.pseudonymize_subject:
+        out["subject_id"] = eng.pseudonym(subject)
+    out["consent_version"] = state[UPDATED_AT]
+    out["policy_version"] = eng.policy_version
+    out["purposes"] = list(eng.relied_on)
+    out["engine"] = eng.name
+    return None, out, sent

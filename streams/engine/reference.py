@@ -1,0 +1,280 @@
+"""A slow, deliberately simple statement of the rule (CONTRACT §5) and projection.
+
+This is the oracle the property tests and ``pfilter verify`` compare the
+engine against. It works on plain dicts: the parsed policy TOML (not the
+compiled policy), the raw consent record, the decoded event. It shares no code
+with ``decide.py``, ``policy.py`` or ``consent.py``: the event vocabulary
+(CONTRACT §3) and the pseudonym scheme are written out again here on purpose.
+
+Conventions it states (and the engine must match):
+- ``consent`` is the subject's current *valid* consent record, or None when
+  there is none (never given, erased, or the newest one was malformed: fail
+  closed). ``current_consent`` computes it from a subject's consent log;
+- a purpose is granted only when its status is ``"granted"``;
+  ``expires_at`` None means no expiry; a category is granted only when its
+  value is ``true``;
+- an event's fields are those of its event type (§3), and the context fields;
+  an event of an unknown type may carry any field of any type; fields are
+  read only where the §3 shape has them; None counts as absent, and so does a
+  record (dict) left empty;
+- payment fields are never emitted;
+- pseudonyms are the first 32 hex chars of HMAC-SHA256 with the engine key
+  HMAC-SHA256(secret, "pfilter/" + engine name); subject ids are hashed as
+  their UTF-8 bytes, field values as ``"field:" + path + "\\0" + value`` where
+  value is the UTF-8 string or else its canonical (sorted-key) JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+import orjson
+
+HOUR = 60 * 60 * 1000
+
+GEO = {"country": None, "region": None, "city": None, "lat": None, "lon": None}
+CONTEXT = {"ip": None, "user_agent": None, "device_id": None, "session_id": None, "referrer": None, "geo": GEO}
+ITEM = {"product_id": None, "category": None, "quantity": None, "price": None}
+PAYLOADS = {
+    "page_view": {"url": None, "title": None},
+    "product_view": {"product_id": None, "category": None, "price": None},
+    "search": {"query": None},
+    "add_to_cart": {"product_id": None, "quantity": None},
+    "login": {"method": None},
+    "purchase": {"order_id": None, "items": [ITEM], "total": None, "currency": None,
+                 "payment_method": None, "shipping_address": None, "email": None, "phone": None},
+}
+NEVER_EMITTED = {"payment_method"}
+
+
+def _shape_of(event_type: Any, path: str) -> tuple[bool, Any]:
+    """(does this event type have the path, its shape)."""
+    if event_type in PAYLOADS:
+        tree = {"context": CONTEXT, **PAYLOADS[event_type]}
+    else:
+        tree = {"context": CONTEXT}
+        for payload in PAYLOADS.values():
+            tree.update(payload)
+    node: Any = tree
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _clean(value: Any, shape: Any) -> Any:
+    """Only what the shape knows; None when nothing is left (empty lists stay)."""
+    if value is None:
+        return None
+    if shape is None:
+        return value
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return None
+        result = {}
+        for k in shape:
+            v = _clean(value.get(k), shape[k])
+            if v is not None:
+                result[k] = v
+        return result if result else None
+    if not isinstance(value, list):
+        return None
+    cleaned = [_clean(el, shape[0]) for el in value]
+    return [c for c in cleaned if c is not None]
+
+
+def _get(event: dict, path: str) -> Any:
+    node: Any = event
+    for part in path.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _put(out: dict, path: str, value: Any) -> None:
+    parts = path.split(".")
+    node = out
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def _engine_key(secret: bytes, engine_name: str) -> bytes:
+    return hmac.new(secret, ("pfilter/" + engine_name).encode(), hashlib.sha256).digest()
+
+
+def pseudonym(secret: bytes, engine_name: str, subject: str) -> str:
+    return hmac.new(_engine_key(secret, engine_name), subject.encode("utf-8", "surrogatepass"),
+                    hashlib.sha256).hexdigest()[:32]
+
+
+def _pseudonymize_field(secret: bytes, engine_name: str, path: str, value: Any) -> str:
+    if isinstance(value, str):
+        raw = value.encode("utf-8", "surrogatepass")
+    else:
+        raw = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    msg = b"field:" + path.encode() + b"\0" + raw
+    return hmac.new(_engine_key(secret, engine_name), msg, hashlib.sha256).hexdigest()[:32]
+
+
+def _engine(policy: dict, engine_name: str) -> dict:
+    for e in policy["engines"]:
+        if e["name"] == engine_name:
+            return e
+    raise KeyError(engine_name)
+
+
+def expected(
+    event: dict, consent: dict | None, engine_name: str, policy: dict, now_ms: int, secret: bytes | None,
+) -> tuple[str, Any]:
+    """``("emitted", output_dict)`` or ``("dropped", reason)`` for one event and engine."""
+    engine = _engine(policy, engine_name)
+    ts = event["ts"]
+
+    # 1. subject and consent
+    subject = event.get("subject_id")
+    if subject is None:
+        return ("dropped", "anonymous")
+    if consent is None:
+        return ("dropped", "no_consent")
+
+    # 2. purposes: granted, then granted at or before ts, then not expired
+    purposes = consent.get("purposes") or {}
+    needs = engine["needs"]
+    for p in needs:
+        if (purposes.get(p) or {}).get("status") != "granted":
+            return ("dropped", "purpose_denied")
+    for p in needs:
+        if not purposes[p]["granted_at"] <= ts:
+            return ("dropped", "before_grant")
+    for p in needs:
+        expires_at = purposes[p].get("expires_at")
+        if expires_at is not None and not (now_ms < expires_at and ts < expires_at):
+            return ("dropped", "expired")
+
+    # 3. third parties: opt-out signal, then the sharing purpose
+    if engine["party"] == "third":
+        if consent["gpc"]:
+            return ("dropped", "opt_out")
+        if (purposes.get("third_party_sharing") or {}).get("status") != "granted":
+            return ("dropped", "purpose_denied")
+
+    # 4. jurisdiction
+    if engine["jurisdictions"] != "any" and consent["jurisdiction"] not in engine["jurisdictions"]:
+        return ("dropped", "region_blocked")
+
+    # 5. projection
+    transforms = engine.get("transforms", {})
+    granted_categories = [c for c, v in (consent.get("categories") or {}).items() if v is True]
+    out: dict[str, Any] = {}
+    something = False
+    for category, fields in policy["categories"].items():
+        if category == "payment":
+            continue
+        if category not in engine["may_receive"] or category not in granted_categories:
+            continue
+        for path in fields:
+            if path in NEVER_EMITTED:
+                continue
+            has, shape = _shape_of(event.get("event_type"), path)
+            if not has:
+                continue
+            transform = transforms.get(path, "keep")
+            if transform == "drop":
+                continue
+            value = _clean(_get(event, path), shape)
+            if value is None:
+                continue
+            if transform == "pseudonymize":
+                value = _pseudonymize_field(secret, engine_name, path, value)
+            elif transform == "coarsen:country":
+                if not isinstance(value, dict) or value.get("country") is None:
+                    continue
+                value = {"country": value["country"]}
+            _put(out, path, value)
+            something = True
+    if not something:
+        return ("dropped", "nothing_permitted")
+
+    if engine.get("subject", "keep") == "pseudonymize":
+        subject_out = pseudonym(secret, engine_name, subject)
+    else:
+        subject_out = subject
+    ts_out = ts - ts % HOUR if transforms.get("ts") == "coarsen:hour" else ts
+    relied = list(needs)
+    if engine["party"] == "third" and "third_party_sharing" not in relied:
+        relied.append("third_party_sharing")
+    result = {"event_id": event["event_id"], "subject_id": subject_out, "event_type": event["event_type"],
+              "ts": ts_out}
+    result.update(out)
+    result["consent_version"] = consent["updated_at"]
+    result["policy_version"] = policy["version"]
+    result["purposes"] = relied
+    result["engine"] = engine_name
+    return ("emitted", result)
+
+
+def _leaves(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        found: dict[str, Any] = {}
+        for k, v in d.items():
+            found.update(_leaves(v, f"{prefix}.{k}" if prefix else k))
+        return found
+    return {prefix: d}
+
+
+def violations(
+    emitted_record: dict, event: dict, consent: dict | None, engine_name: str, policy: dict,
+    now_ms: int, secret: bytes | None,
+) -> list[str]:
+    """What in an emitted record the rule forbids (field names only, never values).
+
+    Empty when the record is one the rule allows: the event may go to the
+    engine and every field in it is one the rule emits, with the value the rule
+    gives it (transforms included). A field the rule would emit but the record
+    lacks is not a safety violation and is not listed.
+    """
+    outcome, what = expected(event, consent, engine_name, policy, now_ms, secret)
+    if outcome == "dropped":
+        return [f"event must not reach engine {engine_name!r}: {what}"]
+    problems = []
+    allowed = _leaves(what)
+    for path, value in _leaves(emitted_record).items():
+        if path not in allowed:
+            problems.append(f"field {path!r} is not permitted")
+        elif allowed[path] != value:
+            problems.append(f"field {path!r} differs from what the rule permits")
+    return problems
+
+
+def current_consent(log: list[tuple[int, Any]]) -> dict | None:
+    """A subject's current valid consent record from its consent log.
+
+    ``log``: ``(offset, record)`` in arrival order; record is a valid consent
+    dict, None (tombstone), or ``("malformed", updated_at or None)``.
+    Greatest ``(updated_at, offset)`` wins; a tombstone forgets everything
+    before it; a malformed record that would win (or whose ``updated_at`` is
+    unknown) leaves no consent until a valid record beats it, where an unknown
+    ``updated_at`` counts as the last good one.
+    """
+    best: tuple[int, int] | None = None   # (updated_at, offset) to beat
+    record: dict | None = None            # None while blocked or empty
+    for offset, rec in log:
+        if rec is None:
+            best, record = None, None
+        elif isinstance(rec, tuple):
+            u = rec[1]
+            if u is not None and best is not None and (u, offset) <= best:
+                continue
+            if u is None:
+                u = best[0] if best is not None else -1
+            best, record = (u, offset), None
+        else:
+            key = (rec["updated_at"], offset)
+            if best is None or key > best:
+                best, record = key, rec
+    return record

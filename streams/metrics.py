@@ -1,0 +1,53 @@
+"""Prometheus metrics shared by both runtimes.
+
+Label values are engine names, reason codes, topic names and partition
+numbers: a closed, small set that never contains personal data (G6).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS_IN = Counter("pfilter_events_in_total", "Input records read", ["topic"], registry=REGISTRY)
+EMITTED = Counter("pfilter_emitted_total", "Events emitted per engine", ["engine"], registry=REGISTRY)
+DROPPED = Counter("pfilter_dropped_total", "Event x engine drops per reason", ["reason"], registry=REGISTRY)
+DLQ = Counter("pfilter_dlq_total", "Input records sent to the DLQ", ["topic"], registry=REGISTRY)
+CONSENT_APPLIED = Counter("pfilter_consent_records_total", "Consent records applied", registry=REGISTRY)
+ERASURES = Counter("pfilter_erasures_total", "Tombstones processed (subjects erased)", registry=REGISTRY)
+CONSENT_LAG = Gauge(
+    "pfilter_consent_lag_records", "Consent records behind the high watermark at the last barrier",
+    ["partition"], registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "pfilter_consumer_lag_records", "Records behind the high watermark per input partition",
+    ["topic", "partition"], registry=REGISTRY,
+)
+BARRIER_CATCHUP = Counter(
+    "pfilter_barrier_catchup_records_total",
+    "Consent records read ahead of the consent agent to honour the revocation barrier (G2)",
+    registry=REGISTRY,
+)
+# Buckets from 100 us (in-process decide) to 10 s (a stalled broker).
+DECISION_LATENCY = Histogram(
+    "pfilter_decision_latency_seconds", "Time from fetching a batch to its outputs being acknowledged, per batch",
+    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY,
+)
+READY = Gauge("pfilter_ready", "1 once consent state has recovered", registry=REGISTRY)
+
+
+def record_batch(result, topic_counts: dict[str, int] | None = None) -> None:  # noqa: ANN001
+    """Fold a BatchResult's counters into the metrics."""
+    for engine, n in result.emitted.items():
+        if n:
+            EMITTED.labels(engine).inc(n)
+    for reason, n in result.dropped.items():
+        if n:
+            DROPPED.labels(reason).inc(n)
+    for topic, n in (topic_counts or {}).items():
+        EVENTS_IN.labels(topic).inc(n)
+
+
+def exposition() -> bytes:
+    return generate_latest(REGISTRY)

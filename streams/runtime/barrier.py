@@ -1,0 +1,177 @@
+"""The revocation barrier (CONTRACT G2) for the faust runtime.
+
+Before events of partition p are decided, consent state must reflect consent
+partition p up to its high watermark read *after* those events were fetched.
+Any consent change the broker acknowledged before an event was produced is
+then below that watermark, so it is applied.
+
+In faust the consent agent and the event agent share one conductor; an event
+agent that simply waited for the consent agent could deadlock when the event
+buffer is full and the conductor blocks delivering to it. So the barrier waits
+only briefly for the consent agent, then reads the missing consent records
+itself (a side consumer, assigned, no group membership) into an overlay that
+is layered over the table for deciding. The consent agent applies the same
+records to the table later (last-writer-wins makes this idempotent), and the
+overlay is dropped once the agent has passed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, TopicPartition
+
+from streams import metrics
+from streams.logs import kv
+
+log = logging.getLogger(__name__)
+
+#: How long the event agent waits for the consent agent before reading ahead
+#: itself. Long enough that in steady state (consent agent a few ms behind)
+#: nothing is read twice; short enough that a withdrawal is never waited on
+#: for more than a blink.
+WAIT_FOR_AGENT_S = 0.05
+#: Upper bound of one side read. A gap larger than this at start-up (a long
+#: consent backlog) is read in several rounds.
+READ_TIMEOUT_S = 30.0
+
+
+class ConsentSideReader:
+    """Blocking Kafka calls for the barrier; run them in a thread."""
+
+    def __init__(self, bootstrap: str, topic: str, group_id: str) -> None:
+        self.topic = topic
+        # Same group id as the faust app only to read its committed offsets;
+        # this consumer never subscribes, so it never joins the group.
+        self._meta = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": group_id,
+            "enable.auto.commit": False, "isolation.level": "read_uncommitted",
+        })
+        self._reader = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": f"{group_id}.barrier",
+            "enable.auto.commit": False, "enable.partition.eof": True,
+            "isolation.level": "read_uncommitted", "fetch.wait.max.ms": 10,
+        })
+
+    def high_watermark(self, partition: int) -> int:
+        _, high = self._meta.get_watermark_offsets(
+            TopicPartition(self.topic, partition), timeout=10, cached=False
+        )
+        return high
+
+    def committed(self, partition: int) -> int:
+        """The faust group's committed offset (next to read), or -1."""
+        tp = self._meta.committed([TopicPartition(self.topic, partition)], timeout=10)[0]
+        return -1 if tp.offset == OFFSET_INVALID or tp.offset < 0 else tp.offset
+
+    def read(self, partition: int, start: int, end: int) -> list[tuple]:
+        """Consent records with start <= offset < end as engine InputRecords."""
+        out: list[tuple] = []
+        if start >= end:
+            return out
+        self._reader.assign([TopicPartition(self.topic, partition, start)])
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        try:
+            while time.monotonic() < deadline:
+                for m in self._reader.consume(1000, timeout=0.2):
+                    err = m.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            return out
+                        raise RuntimeError(f"barrier read failed on partition {partition}: {err.name()}")
+                    off = m.offset()
+                    if off >= end:
+                        return out
+                    ts = m.timestamp()[1]
+                    out.append((self.topic, partition, off, m.key(), m.value(), m.headers(), ts))
+                    if off >= end - 1:
+                        return out
+            raise TimeoutError(f"barrier read of consent partition {partition} timed out")
+        finally:
+            self._reader.unassign()
+
+    def close(self) -> None:
+        self._meta.close()
+        self._reader.close()
+
+
+class RevocationBarrier:
+    """Tracks how far the consent agent got and builds the store to decide with."""
+
+    def __init__(
+        self,
+        reader: ConsentSideReader,
+        table_view: Callable[[int], Any],
+        apply_ahead: Callable[[list[tuple], Any], None],
+    ) -> None:
+        self._reader = reader
+        self._table_view = table_view
+        self._apply_ahead = apply_ahead
+        self.processed: dict[int, int] = {}     # partition -> last offset the agent applied
+        self._base: dict[int, int] = {}         # partition -> committed - 1 at first use
+        self._overlay: dict[int, dict[str, Any]] = {}
+        self._overlay_upto: dict[int, int] = {}  # partition -> last offset in the overlay
+        self._progress = asyncio.Event()
+        self.lock = asyncio.Lock()
+
+    def consent_applied(self, partition: int, offset: int) -> None:
+        """Called by the consent agent after each record it applied to the table."""
+        if offset > self.processed.get(partition, -1):
+            self.processed[partition] = offset
+        self._progress.set()
+
+    def forget(self, partitions: set[int]) -> None:
+        """On revocation: state of partitions we no longer own must not be reused."""
+        for p in partitions:
+            self.processed.pop(p, None)
+            self._base.pop(p, None)
+            self._overlay.pop(p, None)
+            self._overlay_upto.pop(p, None)
+
+    async def _run(self, fn: Callable, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    def _done(self, p: int) -> int:
+        return max(self.processed.get(p, -1), self._base.get(p, -1))
+
+    async def store_for(self, partition: int) -> Any:
+        """A store that reflects consent partition p up to its current high watermark."""
+        from streams.runtime.stores import Overlay
+
+        p = partition
+        async with self.lock:
+            if p not in self._base:
+                self._base[p] = await self._run(self._reader.committed, p) - 1
+            target = await self._run(self._reader.high_watermark, p) - 1
+            deadline = time.monotonic() + WAIT_FOR_AGENT_S
+            while self._done(p) < target and time.monotonic() < deadline:
+                self._progress.clear()
+                try:
+                    await asyncio.wait_for(self._progress.wait(), timeout=max(0.0, deadline - time.monotonic()))
+                except asyncio.TimeoutError:
+                    break
+            done = self._done(p)
+            metrics.CONSENT_LAG.labels(str(p)).set(max(0, target - done))
+            # the agent passed the overlay: the table alone is current
+            if p in self._overlay and done >= self._overlay_upto[p]:
+                del self._overlay[p]
+                del self._overlay_upto[p]
+            have = max(done, self._overlay_upto.get(p, -1))
+            base_view = self._table_view(p)
+            if have < target:
+                records = await self._run(self._reader.read, p, have + 1, target + 1)
+                over = self._overlay.setdefault(p, {})
+                view = Overlay(over, base_view)
+                if records:
+                    self._apply_ahead(records, view)
+                    metrics.BARRIER_CATCHUP.inc(len(records))
+                    log.debug("barrier read-ahead %s", kv(partition=p, records=len(records), upto=target))
+                self._overlay_upto[p] = target
+                return view
+            if p in self._overlay:
+                return Overlay(self._overlay[p], base_view)
+            return base_view

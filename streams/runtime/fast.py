@@ -1,0 +1,334 @@
+"""The fast runtime: one confluent-kafka consume-decide-produce loop around the engine.
+
+- Events: a group consumer on clickstream + purchases with the *range*
+  assignor, which gives one member partition p of both topics (equal counts).
+- Consent: a second consumer, manually assigned the consent partitions that
+  match the owned event partitions (the join is per partition). State lives
+  in a dict per partition; it is rebuilt from a local checkpoint plus the
+  compacted consent topic.
+- G2: before deciding a batch, each of its partitions' consent is read up to
+  the consent high watermark fetched *after* the batch.
+- Exactly once (default of this runtime when PFILTER_PROCESSING_GUARANTEE is
+  exactly_once): outputs of a batch (engine records, decisions, erasure
+  notices, DLQ) and the offsets of both the events and the consent records
+  that caused them are committed in one Kafka transaction
+  (``send_offsets_to_transaction``). Consent records between the checkpoint
+  and the committed consent offset are re-applied to state only, so their
+  erasure notices and DLQ entries are not produced twice.
+- At least once: produce, flush, then commit the same offsets.
+- Any transaction or delivery failure ends the process (non-zero): a restart
+  recovers from committed offsets, and a crashed predecessor's open
+  transaction is aborted by the new one's ``init_transactions`` (stable
+  transactional.id).
+"""
+
+from __future__ import annotations
+
+import logging
+import marshal
+import os
+import signal
+import socket
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from streams import metrics, wiring
+from streams.config import Settings
+from streams.kafka.admin import require_copartitioned
+from streams.kafka.clients import consumer_config, producer_config
+from streams.logs import kv
+from streams.runtime.web import serve
+
+log = logging.getLogger("streams.runtime.fast")
+
+#: Transaction timeout: longer than the slowest batch (a barrier that reads a
+#: large consent backlog), short enough that a zombie's open transaction does
+#: not block read_committed readers for long if it is never fenced.
+TRANSACTION_TIMEOUT_MS = 60_000
+#: Consent records applied per consume() call while catching up.
+CONSENT_CHUNK = 10_000
+_CKPT_VERSION = 1
+
+
+class FastWorker:
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.partitions = require_copartitioned(settings)
+        make = wiring.filter_factory(settings)
+        self.filter = make(None)
+        self.policy = self.filter.policy
+        self.eos = settings.processing_guarantee == "exactly_once"
+        self.instance = settings.instance_id or f"{socket.gethostname()}-{settings.web_port}"
+        self.ckpt_dir = Path(settings.state_dir) / "fast" / settings.group_id
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.event_topics = [settings.topic_clickstream, settings.topic_purchases]
+        self.consent_topic = settings.topic_consent
+
+        self.states: dict[int, dict[str, tuple]] = {}
+        self.consent_pos: dict[int, int] = {}       # next consent offset to apply
+        self.consent_emit_from: dict[int, int] = {}  # records below were already output
+        self.consent_high: dict[int, int] = {}      # last known high watermark
+        self.ready = False
+        self.running = True
+        self._last_ckpt = time.monotonic()
+
+        self.consumer = Consumer(consumer_config(settings, **{
+            "partition.assignment.strategy": "range",
+            # big fetches: 300-byte events, thousands per batch
+            "fetch.max.bytes": 52_428_800,
+            "max.partition.fetch.bytes": 4_194_304,
+            "queued.max.messages.kbytes": 262_144,
+            "max.poll.interval.ms": 300_000,
+        }))
+        self.consent_consumer = Consumer({
+            "bootstrap.servers": settings.bootstrap,
+            "group.id": f"{settings.group_id}.consent-reader",  # never subscribes, never commits
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "fetch.max.bytes": 52_428_800,
+            "max.partition.fetch.bytes": 8_388_608,
+            "fetch.wait.max.ms": 10,
+        })
+        extra: dict[str, Any] = {}
+        if self.eos:
+            extra = {"transactional.id": f"{settings.group_id}.{self.instance}",
+                     "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS}
+        self.producer = Producer(producer_config(settings, **extra))
+        self._delivery_errors = 0
+
+    # ------------------------------------------------------------------ checkpoints
+    def _ckpt_path(self, p: int) -> Path:
+        return self.ckpt_dir / f"consent-{p}.ckpt"
+
+    def _load_checkpoint(self, p: int) -> tuple[dict[str, tuple], int]:
+        try:
+            data = marshal.loads(self._ckpt_path(p).read_bytes())
+            version, fp, offset, states = data
+            if version == _CKPT_VERSION and fp == self.policy.vocab.fingerprint:
+                return states, offset
+            log.info("checkpoint ignored (policy vocabulary changed) %s", kv(partition=p))
+        except FileNotFoundError:
+            pass
+        except (ValueError, EOFError, TypeError) as exc:
+            log.warning("checkpoint unreadable, rebuilding from the log %s", kv(partition=p, error=type(exc).__name__))
+        return {}, 0
+
+    def _write_checkpoints(self) -> None:
+        """Only called right after a commit: positions equal the committed consent offsets."""
+        for p, states in self.states.items():
+            tmp = self._ckpt_path(p).with_suffix(".tmp")
+            tmp.write_bytes(marshal.dumps((_CKPT_VERSION, self.policy.vocab.fingerprint, self.consent_pos[p], states)))
+            os.replace(tmp, self._ckpt_path(p))
+        self._last_ckpt = time.monotonic()
+
+    # ------------------------------------------------------------------ rebalance
+    def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        new = sorted({tp.partition for tp in parts} - set(self.states))
+        if not new:
+            return
+        t0 = time.perf_counter()
+        committed = consumer.committed([TopicPartition(self.consent_topic, p) for p in new], timeout=30)
+        for tp in committed:
+            p = tp.partition
+            states, offset = self._load_checkpoint(p)
+            emit_from = tp.offset if tp.offset not in (OFFSET_INVALID,) and tp.offset >= 0 else 0
+            if offset > emit_from:  # a checkpoint can never be ahead of the commit it followed
+                states, offset = {}, 0
+            self.states[p] = states
+            self.consent_pos[p] = offset
+            self.consent_emit_from[p] = emit_from
+        self._reassign_consent()
+        self.ready = False
+        log.info("partitions assigned %s", kv(partitions=len(new), checkpoint_load_s=round(time.perf_counter() - t0, 3)))
+
+    def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in parts}
+        for p in gone:
+            self.states.pop(p, None)
+            self.consent_pos.pop(p, None)
+            self.consent_emit_from.pop(p, None)
+            self.consent_high.pop(p, None)
+        self._reassign_consent()
+        log.info("partitions revoked %s", kv(partitions=len(gone)))
+
+    def _reassign_consent(self) -> None:
+        tps = [TopicPartition(self.consent_topic, p, self.consent_pos[p] or OFFSET_BEGINNING) for p in sorted(self.states)]
+        self.consent_consumer.assign(tps)
+
+    # ------------------------------------------------------------------ consent
+    def _catch_up(self, targets: dict[int, int], out: list) -> int:
+        """Apply consent until every partition in ``targets`` reached its offset (exclusive)."""
+        pending = {p for p, hw in targets.items() if self.consent_pos.get(p, 0) < hw}
+        applied = 0
+        deadline = time.monotonic() + TRANSACTION_TIMEOUT_MS / 2000
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError("consent catch-up exceeded half the transaction timeout")
+            applied += self._poll_consent(out, timeout=0.1)
+            pending = {p for p in pending if self.consent_pos.get(p, 0) < targets[p]}
+        return applied
+
+    def _poll_consent(self, out: list, timeout: float) -> int:
+        msgs = self.consent_consumer.consume(CONSENT_CHUNK, timeout=timeout)
+        if not msgs:
+            return 0
+        by_p: dict[int, list[tuple]] = defaultdict(list)
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    p = m.partition()
+                    if p in self.consent_pos:
+                        self.consent_pos[p] = max(self.consent_pos[p], m.offset())
+                    continue
+                raise KafkaException(err)
+            p = m.partition()
+            if p not in self.states:
+                continue  # revoked meanwhile
+            by_p[p].append((m.topic(), p, m.offset(), m.key(), m.value(), m.headers(), m.timestamp()[1]))
+        n = 0
+        for p, recs in by_p.items():
+            store = self.states[p]
+            emit_from = self.consent_emit_from[p]
+            replay = [r for r in recs if r[2] < emit_from]
+            live = [r for r in recs if r[2] >= emit_from]
+            if replay:
+                self.filter.apply_consent(replay, store)  # state only: outputs were committed before
+            if live:
+                res = self.filter.apply_consent(live, store)
+                out.extend(res.records)
+                if res.dlq:
+                    metrics.DLQ.labels(self.consent_topic).inc(res.dlq)
+                if res.erasures:
+                    metrics.ERASURES.inc(res.erasures)
+            self.consent_pos[p] = recs[-1][2] + 1
+            n += len(recs)
+        metrics.CONSENT_APPLIED.inc(n)
+        return n
+
+    def _high_watermarks(self, parts: set[int]) -> dict[int, int]:
+        hw = {}
+        for p in parts:
+            _lo, hi = self.consent_consumer.get_watermark_offsets(
+                TopicPartition(self.consent_topic, p), timeout=10, cached=False)
+            hw[p] = hi
+            self.consent_high[p] = hi
+            metrics.CONSENT_LAG.labels(str(p)).set(max(0, hi - self.consent_pos.get(p, 0)))
+        return hw
+
+    # ------------------------------------------------------------------ output
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self._delivery_errors += 1
+
+    def _produce(self, records: list) -> None:
+        produce = self.producer.produce
+        cb = self._on_delivery
+        for topic, key, value, headers in records:
+            while True:
+                try:
+                    produce(topic, value, key, headers=headers, on_delivery=cb)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+
+    def _offsets(self, event_next: dict[tuple[str, int], int]) -> list[TopicPartition]:
+        tps = [TopicPartition(t, p, o) for (t, p), o in event_next.items()]
+        tps += [TopicPartition(self.consent_topic, p, o) for p, o in self.consent_pos.items() if o > 0]
+        return tps
+
+    def _commit(self, records: list, event_next: dict[tuple[str, int], int]) -> None:
+        offsets = self._offsets(event_next)
+        if self.eos:
+            self.producer.begin_transaction()
+            self._produce(records)
+            if offsets:
+                self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
+            self.producer.commit_transaction(60)
+        else:
+            self._produce(records)
+            if self.producer.flush(60):
+                raise RuntimeError("outputs not acknowledged within 60 s")
+            if offsets:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+        if self._delivery_errors:
+            raise RuntimeError(f"{self._delivery_errors} outputs failed delivery")
+        for p, o in self.consent_pos.items():
+            self.consent_emit_from[p] = max(self.consent_emit_from[p], o)
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> None:
+        s = self.s
+        if self.eos:
+            self.producer.init_transactions(60)
+        self.consumer.subscribe(self.event_topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_revoke)
+        web = serve(s.web_bind, s.web_port, lambda: self.ready)
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
+        signal.signal(signal.SIGINT, lambda *_: setattr(self, "running", False))
+        log.info("fast runtime started %s", kv(group=s.group_id, eos=self.eos, partitions=self.partitions,
+                                               policy_version=self.policy.version))
+        timeout = s.batch_timeout_ms / 1000
+        try:
+            while self.running:
+                msgs = self.consumer.consume(s.batch_size, timeout=timeout)
+                t0 = time.perf_counter()
+                out: list = []
+                if not self.ready and self.states:
+                    # recovered when consent is caught up to the high watermark of every owned partition
+                    self._catch_up(self._high_watermarks(set(self.states)), out)
+                    self.ready = True
+                    metrics.READY.set(1)
+                by_p: dict[int, list[tuple]] = defaultdict(list)
+                event_next: dict[tuple[str, int], int] = {}
+                counts: dict[str, int] = defaultdict(int)
+                for m in msgs:
+                    err = m.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            continue
+                        raise KafkaException(err)
+                    t, p, o = m.topic(), m.partition(), m.offset()
+                    by_p[p].append((t, p, o, m.key(), m.value(), m.headers(), m.timestamp()[1]))
+                    event_next[(t, p)] = o + 1
+                    counts[t] += 1
+                if by_p:
+                    self._catch_up(self._high_watermarks(set(by_p)), out)  # G2
+                else:
+                    self._poll_consent(out, timeout=0)  # erasures and DLQ go out without events too
+                for p, recs in by_p.items():
+                    res = self.filter_for(p).decide(recs)
+                    out.extend(res.records)
+                    metrics.record_batch(res)
+                    if res.dlq:
+                        metrics.DLQ.labels(recs[0][0]).inc(res.dlq)
+                if out or event_next:
+                    self._commit(out, event_next)
+                for t, n in counts.items():
+                    metrics.EVENTS_IN.labels(t).inc(n)
+                if msgs:
+                    metrics.DECISION_LATENCY.observe(time.perf_counter() - t0)
+                if time.monotonic() - self._last_ckpt > s.checkpoint_interval_s and self.states:
+                    self._write_checkpoints()
+            # clean stop: everything is committed at this point
+            if self.states:
+                self._write_checkpoints()
+        finally:
+            web.shutdown()
+            self.consumer.close()
+            self.consent_consumer.close()
+            self.producer.flush(30)
+            log.info("fast runtime stopped")
+
+    def filter_for(self, p: int) -> Any:
+        self.filter.store = self.states[p]
+        return self.filter
+
+
+def run_fast_worker(settings: Settings) -> None:
+    FastWorker(settings).run()

@@ -1,0 +1,189 @@
+"""The faust-streaming runtime: a thin shell around the engine's batch API.
+
+- consent agent: one consent record at a time (faust routes table writes to
+  the changelog partition of the *current event*), merged into a Table of
+  compact states (RocksDB via rocksdict, or memory), tombstones delete the key
+  and emit erasure notices;
+- event agent: batches (``take_events``) from clickstream and purchases,
+  grouped by partition; for each partition the revocation barrier (G2) yields
+  a consent store that is current up to the consent high watermark read after
+  the batch was fetched; the engine decides; outputs go out through one
+  idempotent producer and are acknowledged before the batch is acked, so
+  offsets never commit ahead of outputs (at-least-once, G3);
+- web: ``/metrics`` (Prometheus), ``/healthz``, ``/readyz`` (ready once the
+  table has recovered and no rebalance is in progress).
+
+Exactly-once is not offered by this runtime (see README): the outputs go
+through a producer outside faust's transaction manager. The fast runtime
+offers it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from streams import metrics, wiring
+from streams.config import Settings, load_settings
+from streams.kafka.admin import require_copartitioned
+from streams.kafka.clients import producer_config
+from streams.logs import kv
+from streams.runtime.barrier import ConsentSideReader, RevocationBarrier
+from streams.runtime.sink import Sink
+from streams.runtime.stores import TablePartitionView
+
+log = logging.getLogger("streams.runtime.faust")
+
+
+def _broker_url(bootstrap: str) -> str:
+    return ";".join(f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip())
+
+
+def create_app(settings: Settings | None = None) -> faust.App:
+    """Build the app; refuses to (naming the problem) on bad config, policy or topics."""
+    settings = settings or load_settings()
+    partitions = require_copartitioned(settings)
+    filt_factory = wiring.filter_factory(settings)
+    topics = wiring.topic_names(settings)
+
+    datadir = Path(settings.state_dir) / "faust"
+    app = faust.App(
+        settings.group_id,
+        broker=_broker_url(settings.bootstrap),
+        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+        datadir=str(datadir),
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=settings.table_standby_replicas,
+        topic_partitions=partitions,
+        web_enabled=True,
+        web_bind=settings.web_bind,
+        web_port=settings.web_port,
+        # commit every second: bounds re-processing after a crash to ~1 s of input
+        broker_commit_interval=1.0,
+        # deep enough that a full batch plus the next fetch fit; the barrier never
+        # waits on the consent agent for long, so a full buffer cannot deadlock it
+        stream_buffer_maxsize=max(4 * settings.batch_size, 8192),
+        producer_acks=-1,
+        producer_partitioner=None,
+    )
+    app.conf.pfilter_settings = settings  # type: ignore[attr-defined]
+
+    table = app.Table(
+        "consent",
+        default=None,
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        options={
+            # explicit sizes: the defaults of rocksdict are tuned for a desktop
+            "write_buffer_size": settings.rocksdb_write_buffer_mb * 1024 * 1024,
+            "max_write_buffer_number": 2,
+            "block_cache_size": settings.rocksdb_block_cache_mb * 1024 * 1024,
+            "block_cache_compressed_size": 0,
+            "bloom_filter_size": 10,
+        },
+    )
+
+    consent_topic = app.topic(settings.topic_consent, key_type=bytes, value_type=bytes,
+                              key_serializer="raw", value_serializer="raw")
+    event_topic = app.topic(settings.topic_clickstream, settings.topic_purchases, key_type=bytes,
+                            value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    sink = Sink(producer_config(settings))
+    writer = filt_factory(None)  # the consent agent's engine: its store is set per event
+    reader = ConsentSideReader(settings.bootstrap, settings.topic_consent, settings.group_id)
+
+    def apply_ahead(records: list[tuple], store: Any) -> None:
+        # Read-ahead for the barrier: state only. Erasure notices and DLQ entries
+        # are the consent agent's to send when it applies the same records.
+        filt_factory(store).apply_consent(records)
+
+    barrier = RevocationBarrier(reader, lambda p: TablePartitionView(table, p), apply_ahead)
+
+    @app.agent(consent_topic, name="consent")
+    async def consent_agent(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            m = event.message
+            p = m.partition
+            writer.store = TablePartitionView(table, p)
+            rec = (m.topic, p, m.offset, m.key, m.value, m.headers, int(m.timestamp * 1000))
+            result = writer.apply_consent([rec])
+            if result.records:
+                await sink.send_async(result.records)
+            metrics.CONSENT_APPLIED.inc()
+            if result.dlq:
+                metrics.DLQ.labels(m.topic).inc(result.dlq)
+            barrier.consent_applied(p, m.offset)
+
+    deciders: dict[int, Any] = {}
+
+    @app.agent(event_topic, name="events")
+    async def event_agent(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(settings.batch_size, within=settings.batch_timeout_ms / 1000):
+            t0 = time.perf_counter()
+            by_partition: dict[int, list[tuple]] = {}
+            counts: dict[str, int] = {}
+            for event in batch:
+                m = event.message
+                by_partition.setdefault(m.partition, []).append(
+                    (m.topic, m.partition, m.offset, m.key, m.value, m.headers, int(m.timestamp * 1000))
+                )
+                counts[m.topic] = counts.get(m.topic, 0) + 1
+            out: list[tuple] = []
+            for p, records in by_partition.items():
+                store = await barrier.store_for(p)
+                decider = deciders.get(p)
+                if decider is None:
+                    decider = deciders[p] = filt_factory(store)
+                decider.store = store
+                result = decider.decide(records)
+                out.extend(result.records)
+                metrics.record_batch(result)
+                if result.dlq:
+                    metrics.DLQ.labels(records[0][0]).inc(result.dlq)
+            for topic, n in counts.items():
+                metrics.EVENTS_IN.labels(topic).inc(n)
+            await sink.send_async(out)
+            metrics.DECISION_LATENCY.observe(time.perf_counter() - t0)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app_: faust.App, *, revoked: set, **kw: Any) -> None:  # noqa: ARG001
+        metrics.READY.set(0)
+        barrier.forget({tp.partition for tp in revoked if tp.topic == settings.topic_consent})
+        deciders.clear()
+        log.info("partitions revoked %s", kv(count=len(revoked)))
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalanced(app_: faust.App, **kw: Any) -> None:  # noqa: ARG001
+        log.info("rebalance complete")
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        ready = app.tables.recovery.completed.is_set() and not app.rebalancing
+        metrics.READY.set(1 if ready else 0)
+        return web.json({"ready": ready}, status=200 if ready else 503)
+
+    @app.on_before_shutdown.connect
+    async def on_shutdown(app_: faust.App, **kw: Any) -> None:  # noqa: ARG001
+        sink.close()
+
+    log.info("faust runtime configured %s", kv(
+        app=settings.group_id, partitions=partitions, store=settings.store,
+        policy_version=writer.policy.version,
+    ))
+    return app

@@ -1,0 +1,298 @@
+"""`pfilter verify`: replay everything and check the guarantees independently.
+
+Reads the inputs (events, consent), every engine's output, the decision log,
+the erasure notices and the DLQ, and checks with ``streams.engine.reference``
+(a separate, deliberately simple implementation of the rule) that:
+
+- G1: every emitted record matches an ``emitted`` decision, and the rule,
+  evaluated on the consent version the decision names at the decision's
+  ``decided_at``, permits that event for that engine with exactly those
+  fields (a field the rule forbids, an altered value, or an output nobody
+  decided is a violation);
+- the rule gives every ``dropped`` decision the same first failing reason;
+- G3: every input record has exactly one outcome per engine (or one ``dlq``
+  decision and a DLQ entry); at-least-once duplicates of identical decisions
+  are counted, and are violations only with ``--exactly-once``;
+- G4: every tombstone produced an erasure notice for every engine, keyed by
+  that engine's subject reference.
+
+The report names records by topic/partition/offset and fields by path, never
+by value (G6).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from streams.config import Settings
+from streams.engine import reference
+from streams.engine.codecs import DecodeError, get_codec
+from streams.engine.policy import read_policy_file
+from streams.kafka.replay import replay
+from streams.wiring import load_policy, pseudonym_secret
+
+#: Violations listed in full; beyond this only counted (a broken run could list millions).
+MAX_LISTED = 50
+
+
+@dataclass
+class VerifyResult:
+    inputs: Counter = field(default_factory=Counter)          # topic -> records
+    outcomes: Counter = field(default_factory=Counter)        # (engine, outcome, reason) -> n
+    outputs: Counter = field(default_factory=Counter)         # engine -> records
+    violations: list[str] = field(default_factory=list)
+    violation_count: int = 0
+    mismatches: int = 0            # dropped with another reason than the rule's
+    unaccounted: int = 0           # inputs with a missing outcome
+    duplicates: int = 0            # repeated identical decisions/outputs (at-least-once)
+    unverifiable: int = 0          # consent version no longer in the (compacted) log
+    erasures_expected: int = 0
+    erasures_found: int = 0
+    exactly_once: bool = False
+
+    def violate(self, msg: str) -> None:
+        self.violation_count += 1
+        if len(self.violations) < MAX_LISTED:
+            self.violations.append(msg)
+
+    @property
+    def ok(self) -> bool:
+        return (self.violation_count == 0 and self.unaccounted == 0 and self.mismatches == 0
+                and self.erasures_found >= self.erasures_expected
+                and (not self.exactly_once or self.duplicates == 0))
+
+
+def _where(topic: str, partition: int, offset: int) -> str:
+    return f"{topic}[{partition}]@{offset}"
+
+
+def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResult:
+    policy = load_policy(settings)
+    doc = read_policy_file(settings.policy_file)
+    secret = pseudonym_secret(settings)
+    bootstrap = settings.bootstrap
+    res = VerifyResult(exactly_once=exactly_once)
+    fmt_out = settings.format_output
+    dec_codec = get_codec("decision_record", fmt_out)
+    out_codec = get_codec("filtered_event", fmt_out)
+    era_codec = get_codec("erasure_notice", fmt_out)
+    engines = [e.name for e in policy.engines]
+    topic_engine = {e.topic: e.name for e in policy.engines}
+
+    # ---- consent: every version of every subject, malformed ones, tombstones
+    consent_codec = get_codec("consent_record", settings.format_consent)
+    versions: dict[str, dict[int, dict]] = defaultdict(dict)
+    tombstones: list[tuple[str, int, int]] = []
+    bad_consent: set[tuple[str, int, int]] = set()
+    for topic, p, off, key, value, _h, _ts in replay(bootstrap, [settings.topic_consent], read_committed=exactly_once):
+        res.inputs[topic] += 1
+        if value is None:
+            if key is not None:
+                try:
+                    tombstones.append((key.decode(), p, off))
+                except UnicodeDecodeError:
+                    bad_consent.add((topic, p, off))
+            continue
+        try:
+            rec = consent_codec.decode(value)
+            subject = key.decode() if key is not None else None
+            if rec.get("subject_id") != subject:
+                raise ValueError("key mismatch")
+        except (DecodeError, ValueError, UnicodeDecodeError, AttributeError):
+            bad_consent.add((topic, p, off))
+            continue
+        versions[rec["subject_id"]][rec["updated_at"]] = rec
+
+    # ---- decisions, indexed by the input they are about
+    decisions: dict[tuple[str, int, int], list[dict]] = defaultdict(list)
+    for *_x, value, _h, _ts in replay(bootstrap, [settings.topic_decisions], read_committed=exactly_once):
+        d = dec_codec.decode(value)
+        decisions[(d["source_topic"], d["source_partition"], d["source_offset"])].append(d)
+
+    # ---- DLQ entries, by source coordinates
+    dlq: Counter = Counter()
+    for _t, _p, _o, _k, _v, headers, _ts in replay(bootstrap, [settings.topic_dlq], read_committed=exactly_once):
+        h = {k: v for k, v in (headers or [])}
+        try:
+            src = (h["source.topic"].decode(), int(h["source.partition"]), int(h["source.offset"]))
+        except (KeyError, ValueError):
+            res.violate("a DLQ record lacks its source.* headers")
+            continue
+        dlq[src] += 1
+
+    # ---- outputs, by (engine, event_id)
+    outputs: dict[tuple[str, str], list[tuple[dict, str]]] = defaultdict(list)
+    for topic, p, off, _k, value, _h, _ts in replay(bootstrap, list(topic_engine), read_committed=exactly_once):
+        engine = topic_engine[topic]
+        res.outputs[engine] += 1
+        try:
+            rec = out_codec.decode(value)
+        except DecodeError:
+            res.violate(f"{_where(topic, p, off)}: output record does not decode")
+            continue
+        outputs[(engine, str(rec.get("event_id")))].append((rec, _where(topic, p, off)))
+
+    # ---- events
+    codecs = {
+        settings.topic_clickstream: get_codec("click_event", settings.format_clickstream),
+        settings.topic_purchases: get_codec("purchase_event", settings.format_purchases),
+    }
+    matched_outputs: set[tuple[str, str]] = set()
+    for topic, p, off, key, value, _h, _ts in replay(
+        bootstrap, [settings.topic_clickstream, settings.topic_purchases], read_committed=exactly_once
+    ):
+        res.inputs[topic] += 1
+        where = _where(topic, p, off)
+        ds = decisions.get((topic, p, off), [])
+        try:
+            event = codecs[topic].decode(value) if value is not None else None
+        except DecodeError:
+            event = None
+        by_engine: dict[Any, list[dict]] = defaultdict(list)
+        for d in ds:
+            by_engine[d["engine"]].append(d)
+        if None in by_engine:  # DLQ'd input
+            dl = by_engine.pop(None)
+            res.outcomes[(None, "dlq", dl[0]["reason"])] += 1
+            res.duplicates += len(dl) - 1
+            if dlq[(topic, p, off)] == 0:
+                res.unaccounted += 1
+                res.violate(f"{where}: dlq decision but no DLQ record")
+            if by_engine:
+                res.violate(f"{where}: both a dlq decision and engine decisions")
+            continue
+        if event is None:
+            res.unaccounted += 1
+            res.violate(f"{where}: input does not decode and has no dlq decision")
+            continue
+        for engine in engines:
+            got = by_engine.get(engine)
+            if not got:
+                res.unaccounted += 1
+                res.violate(f"{where}: no decision for engine {engine!r}")
+                continue
+            distinct = {orjson.dumps({k: v for k, v in d.items() if k != "decided_at"}, option=orjson.OPT_SORT_KEYS)
+                        for d in got}
+            res.duplicates += len(got) - 1
+            if len(distinct) > 1 and not exactly_once:
+                # at-least-once reprocessing decides again later; each must be right on its own
+                pass
+            for d in got:
+                _check_decision(res, d, event, versions, engine, doc, secret, outputs, matched_outputs, where)
+
+    # ---- outputs that no emitted decision accounts for
+    for (engine, event_id), recs in outputs.items():
+        if (engine, event_id) not in matched_outputs:
+            for _rec, where in recs:
+                res.violate(f"{where}: output record for engine {engine!r} has no emitted decision")
+
+    # ---- consent DLQ and erasures
+    for src in bad_consent:
+        ds = decisions.get(src, [])
+        if not any(d["outcome"] == "dlq" for d in ds) or dlq[src] == 0:
+            res.unaccounted += 1
+            res.violate(f"{_where(*src)}: malformed consent record not in the DLQ")
+        else:
+            res.outcomes[(None, "dlq", ds[0]["reason"])] += 1
+    notices: Counter = Counter()
+    for *_x, value, _h, _ts in replay(bootstrap, [settings.topic_erasures], read_committed=exactly_once):
+        n = era_codec.decode(value)
+        notices[(n["engine"], n["subject_id"])] += 1
+    for subject, p, off in tombstones:
+        for e in policy.engines:
+            res.erasures_expected += 1
+            if notices[(e.name, e.subject_ref(subject))]:
+                res.erasures_found += 1
+            else:
+                res.violate(f"{_where(settings.topic_consent, p, off)}: tombstone without erasure notice for {e.name!r}")
+    return res
+
+
+def _check_decision(res: VerifyResult, d: dict, event: dict, versions: dict, engine: str, doc: dict,
+                    secret: bytes | None, outputs: dict, matched: set, where: str) -> None:
+    outcome, reason = d["outcome"], d["reason"]
+    res.outcomes[(engine, outcome, reason)] += 1
+    subject = event.get("subject_id")
+    consent = None
+    if d["consent_version"] is not None:
+        consent = versions.get(subject, {}).get(d["consent_version"])
+        if consent is None:
+            res.unverifiable += 1
+            if outcome == "emitted":
+                res.violate(f"{where}: emitted to {engine!r} under a consent version not in the consent log")
+            return
+    want, what = reference.expected(event, consent, engine, doc, d["decided_at"], secret)
+    key = (engine, str(event["event_id"]))
+    if outcome == "emitted":
+        if want != "emitted":
+            res.violate(f"{where}: emitted to {engine!r} but the rule says dropped ({what})")
+        recs = outputs.get(key)
+        if not recs:
+            res.unaccounted += 1
+            res.violate(f"{where}: emitted decision for {engine!r} but no output record")
+            return
+        matched.add(key)
+        for rec, out_where in recs:
+            clean = _strip_none(rec)
+            problems = reference.violations(clean, event, consent, engine, doc, d["decided_at"], secret)
+            for prob in problems:
+                res.violate(f"{out_where}: {prob}")
+    elif outcome == "dropped":
+        if want == "emitted":
+            res.mismatches += 1
+            res.violate(f"{where}: dropped for {engine!r} ({reason}) but the rule says emit")
+        elif what != reason:
+            res.mismatches += 1
+            res.violate(f"{where}: dropped for {engine!r} as {reason!r}, the rule says {what!r}")
+        if key in outputs:
+            matched.add(key)
+            res.violate(f"{where}: dropped for {engine!r} but an output record exists")
+    else:
+        res.violate(f"{where}: unknown outcome for {engine!r}")
+
+
+def _strip_none(value: Any) -> Any:
+    """Avro gives absent optional fields as None; the rule leaves them out."""
+    if isinstance(value, dict):
+        return {k: _strip_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def render_report(res: VerifyResult) -> str:
+    lines = ["verify: " + ("PASS" if res.ok else "FAIL")]
+    lines.append("inputs: " + ", ".join(f"{t}={n:,}" for t, n in sorted(res.inputs.items())))
+    lines.append("outputs: " + ", ".join(f"{e}={n:,}" for e, n in sorted(res.outputs.items())))
+    lines.append("outcomes (engine, outcome, reason):")
+    for (engine, outcome, reason), n in sorted(res.outcomes.items(), key=lambda x: (str(x[0][0]), x[0][1], str(x[0][2]))):
+        lines.append(f"  {engine or '-':12} {outcome:8} {reason or '':18} {n:>10,}")
+    lines.append(f"violations: {res.violation_count}   reason mismatches: {res.mismatches}   "
+                 f"inputs without an outcome: {res.unaccounted}")
+    lines.append(f"duplicates (at-least-once redelivery): {res.duplicates}   "
+                 f"decisions under a compacted-away consent version: {res.unverifiable}")
+    lines.append(f"erasure notices: {res.erasures_found}/{res.erasures_expected}")
+    for v in res.violations:
+        lines.append(f"  ! {v}")
+    if res.violation_count > len(res.violations):
+        lines.append(f"  … and {res.violation_count - len(res.violations)} more")
+    return "\n".join(lines)
+
+
+def as_json(res: VerifyResult) -> dict:
+    return {
+        "ok": res.ok,
+        "inputs": dict(res.inputs),
+        "outputs": dict(res.outputs),
+        "outcomes": [{"engine": e, "outcome": o, "reason": r, "count": n} for (e, o, r), n in res.outcomes.items()],
+        "violations": res.violation_count,
+        "violation_examples": res.violations,
+        "mismatches": res.mismatches,
+        "unaccounted": res.unaccounted,
+        "duplicates": res.duplicates,
+        "unverifiable": res.unverifiable,
+        "erasures_expected": res.erasures_expected,
+        "erasures_found": res.erasures_found,
+    }

@@ -1,0 +1,140 @@
+"""Hypothesis strategies: policies from the default vocabulary, consent records, events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from tests.unit.engine.helpers import CATEGORIES, DAY, HOUR, NOW, PURPOSES, default_doc
+
+JURISDICTIONS = ("EU", "UK", "US", "US-CA", "BR", "CN")
+EVENT_TYPES = ("page_view", "product_view", "search", "add_to_cart", "login", "purchase", "wishlist")
+_DEFAULT = default_doc()
+#: Fields a policy may move between (non-payment) categories.
+_MOVABLE = [f for c, fs in _DEFAULT["categories"].items() if c != "payment" for f in fs]
+_EXTRA_FIELDS = ["context.geo.city", "context.geo.lat"]  # only used when context.geo is not categorized
+
+#: Times cluster around NOW in whole hours, +-1 ms, so that boundaries (ts == granted_at,
+#: ts == expires_at, now == expires_at) are hit often.
+times = st.builds(lambda h, d: NOW + h * HOUR + d, st.integers(-4, 3), st.sampled_from([-1, 0, 0, 1]))
+
+
+@st.composite
+def policies(draw) -> dict[str, Any]:
+    purposes = list(draw(st.permutations(PURPOSES)))
+    cat_names = [c for c in draw(st.permutations(CATEGORIES))]
+    non_payment = [c for c in cat_names if c != "payment"]
+    cats: dict[str, list[str]] = {c: [] for c in cat_names}
+    cats["payment"] = ["payment_method"]
+    geo_split = draw(st.booleans())
+    for f in _MOVABLE:
+        if geo_split and f == "context.geo":
+            for sub in _EXTRA_FIELDS:
+                cats[draw(st.sampled_from(non_payment))].append(sub)
+            continue
+        where = draw(st.sampled_from([*non_payment, None]))  # None: in no category
+        if where is not None:
+            cats[where].append(f)
+    engines = []
+    for n in range(draw(st.integers(1, 4))):
+        party = draw(st.sampled_from(["first", "third"]))
+        needs = draw(st.lists(st.sampled_from(purposes), min_size=1, max_size=3, unique=True))
+        receive = draw(st.lists(st.sampled_from(non_payment), max_size=4, unique=True))
+        jur: Any = draw(st.one_of(st.just("any"), st.lists(st.sampled_from(JURISDICTIONS), min_size=1,
+                                                               max_size=4, unique=True)))
+        e: dict[str, Any] = {"name": f"engine{n}", "topic": f"out.engine{n}", "party": party, "needs": needs,
+                             "may_receive": receive, "jurisdictions": jur}
+        if draw(st.booleans()):
+            e["subject"] = draw(st.sampled_from(["keep", "pseudonymize"]))
+        transforms: dict[str, str] = {}
+        for c in receive:
+            for f in cats[c]:
+                if draw(st.integers(0, 3)) == 0:
+                    options = ["keep", "drop", "pseudonymize"]
+                    if f == "context.geo":
+                        options.append("coarsen:country")
+                    transforms[f] = draw(st.sampled_from(options))
+        if draw(st.integers(0, 3)) == 0:
+            transforms["ts"] = draw(st.sampled_from(["keep", "coarsen:hour"]))
+        if transforms:
+            e["transforms"] = transforms
+        engines.append(e)
+    return {"version": f"p-{draw(st.integers(0, 99))}", "purposes": purposes, "categories": cats,
+            "engines": engines}
+
+
+@st.composite
+def consents(draw, subject: str = "s-1") -> dict[str, Any]:
+    purposes = {}
+    for p in PURPOSES:
+        if draw(st.integers(0, 5)) == 0:
+            continue  # not mentioned at all
+        status = draw(st.sampled_from(["granted", "granted", "granted", "denied", "withdrawn"]))
+        ga = draw(times) if status == "granted" else draw(st.one_of(st.none(), times))
+        ea = draw(st.one_of(st.none(), times))
+        purposes[p] = {"status": status, "granted_at": ga, "expires_at": ea}
+    if draw(st.integers(0, 7)) == 0:
+        purposes["telepathy"] = {"status": "granted", "granted_at": NOW - DAY, "expires_at": None}
+    categories = {c: draw(st.booleans()) for c in CATEGORIES if draw(st.integers(0, 5))}
+    if draw(st.integers(0, 7)) == 0:
+        categories["dreams"] = True
+    return {
+        "subject_id": subject,
+        "updated_at": draw(times),
+        "purposes": purposes,
+        "categories": categories,
+        "jurisdiction": draw(st.sampled_from(JURISDICTIONS)),
+        "gpc": draw(st.booleans()),
+    }
+
+
+_text = st.text(alphabet="abcdé-xyz019 .@/", min_size=0, max_size=8)
+_scalar = st.one_of(st.none(), _text, st.integers(-5, 10_000), st.floats(0, 1000, allow_nan=False))
+
+
+def _maybe(draw, d: dict, key: str, strat) -> None:
+    r = draw(st.integers(0, 4))
+    if r == 0:
+        return           # absent
+    d[key] = None if r == 1 else draw(strat)
+
+
+@st.composite
+def events(draw, subject: str = "s-1") -> dict[str, Any]:
+    et = draw(st.sampled_from(EVENT_TYPES))
+    anonymous = draw(st.integers(0, 6)) == 0
+    ev: dict[str, Any] = {"event_id": f"e-{draw(st.integers(0, 10**6))}",
+                          "subject_id": None if anonymous else subject, "event_type": et, "ts": draw(times)}
+    if anonymous:
+        ev["anonymous_id"] = "a-1"
+    if draw(st.integers(0, 5)):
+        ctx: dict[str, Any] = {}
+        for k in ("ip", "user_agent", "device_id", "session_id", "referrer"):
+            _maybe(draw, ctx, k, _text)
+        if draw(st.integers(0, 3)):
+            geo: dict[str, Any] = {}
+            for k in ("country", "region", "city", "lat", "lon"):
+                _maybe(draw, geo, k, _scalar)
+            if draw(st.integers(0, 5)) == 0:
+                geo["street"] = "not in the schema"
+            ctx["geo"] = geo
+        if draw(st.integers(0, 5)) == 0:
+            ctx["extra"] = "not in the schema"
+        ev["context"] = ctx
+    # payload: fields of this type, and sometimes stray fields of other types
+    names = ["url", "title", "product_id", "category", "price", "query", "quantity", "method", "order_id",
+             "total", "currency", "payment_method", "email", "phone"]
+    for k in names:
+        if draw(st.integers(0, 2)):
+            _maybe(draw, ev, k, _scalar)
+    if draw(st.booleans()):
+        item = st.one_of(
+            st.fixed_dictionaries({}, optional={"product_id": _scalar, "category": _scalar, "quantity": _scalar,
+                                                "price": _scalar, "note": _text}),
+            st.none(), _text)
+        _maybe(draw, ev, "items", st.lists(item, max_size=3))
+    if draw(st.booleans()):
+        _maybe(draw, ev, "shipping_address", st.one_of(_text, st.fixed_dictionaries(
+            {"street": _text, "city": _text, "postal_code": _text, "country": _text})))
+    return ev
