@@ -15,6 +15,13 @@ import sys
 import time
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+#: libraries that are chatty at INFO about every rebalance step
+_NOISY = ("aiokafka", "faust.transport", "mode")
+
+
+def library_level(level: str) -> str:
+    """Never DEBUG for third-party loggers: some of them log record contents there."""
+    return "INFO" if level == "DEBUG" else level
 
 
 class _UTCFormatter(logging.Formatter):
@@ -37,9 +44,11 @@ def setup(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter())
     root.addHandler(handler)
-    root.setLevel(level)
-    # libraries that are chatty at INFO about every rebalance step
-    for noisy in ("aiokafka", "faust.transport", "mode"):
+    # G6: libraries log record keys and values at DEBUG (faust.topics logs every
+    # send, changelog keys included), so DEBUG applies to our own loggers only.
+    root.setLevel(library_level(level))
+    logging.getLogger("streams").setLevel(level)
+    for noisy in _NOISY:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
@@ -55,6 +64,7 @@ def dict_config(level: str = "INFO") -> dict:
         "disable_existing_loggers": False,
         "formatters": {"pfilter": {"()": "streams.logs._UTCFormatter", "format": FORMAT}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "pfilter", "stream": "ext://sys.stderr"}},
-        "root": {"handlers": ["stderr"], "level": level},
-        "loggers": {name: {"level": "WARNING"} for name in ("aiokafka", "faust.transport", "mode")},
+        "root": {"handlers": ["stderr"], "level": library_level(level)},
+        "loggers": {"streams": {"level": level},
+                    **{name: {"level": "WARNING"} for name in _NOISY}},
     }

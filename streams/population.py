@@ -11,16 +11,16 @@ exercise the happy path.
 
 Everything here is deterministic: the same :class:`PopulationSpec` and the
 same ``now_ms`` give the same records, byte for byte, on any machine and under
-any ``PYTHONHASHSEED``. Two sources of randomness are used, both derived from
-``spec.seed`` and neither the global ``random`` module:
+any ``PYTHONHASHSEED``. All randomness comes from ``random.Random`` instances
+seeded from ``spec.seed`` (never the global ``random`` module):
 
 * per-subject attributes (segment, jurisdiction, home city, device, consent
-  pattern) come from a keyed integer hash of the subject index, so that
-  :func:`segment_of`, :func:`consent_of` and the events agree about a subject
-  without materialising the population, and so that :func:`churn` can start
-  from exactly the record :func:`consent_records` produced;
-* streams (event sequences, consent patterns, churn) use a ``random.Random``
-  seeded from the spec.
+  pattern, address) come from random words drawn per block of 1024 subjects,
+  so that :func:`segment_of`, :func:`consent_of` and the events agree about
+  a subject without materialising the population, and so that :func:`churn`
+  can start from exactly the record :func:`consent_records` produced;
+* streams (event sequences, churn) and the pools they draw from (consent
+  patterns per segment, product catalogue) have their own seeded generators.
 
 Records are plain dicts (consent) or pre-encoded JSON bytes (events) exactly
 as CONTRACT.md §3 describes. Speed matters because the end-to-end benchmark
@@ -129,14 +129,13 @@ _MINUTE = 60_000
 _HOUR = 60 * _MINUTE
 _DAY = 24 * _HOUR
 _YEAR = 365 * _DAY
-_M64 = (1 << 64) - 1
 
 #: Default event-time window when no rate is given: the hour before ``now``.
 _DEFAULT_WINDOW_MS = _HOUR
 #: Customers browsing at the same time (sessions interleave in the stream).
 _SLOTS = 512
-#: Pre-drawn consent patterns per segment (subjects pick one by hash).
-_TEMPLATES = 1024
+#: Pre-drawn consent patterns per segment (a subject's random word picks one).
+_TEMPLATES = 1024  # _consent_iter picks one with (w2 & 1023)
 
 
 # --------------------------------------------------------------------------
@@ -212,8 +211,9 @@ class PopulationSpec:
 #   w0: [0,16) no-consent draw, [16,24) jurisdiction, [24,32) home city
 #   w1: segment draw
 #   w2: [0,10) consent pattern, [10,30) time jitter (ms)
-#   w3, w4: device id (40 bits: w3 and w4 & 0xFF), [8,14) user agent, [14,32) ip
-#   w5, w6, w7: name, mail domain, phone, street, postal code
+#   w3, w4: device id (40 bits: w3 and w4 & 0xFF), w4 [8,14) user agent
+#   w5: name [0,10), mail domain [10,12), street [12,24), postal code [24,32)
+#   w6: phone number;  w7: ip address
 _WORDS = 8
 _BLOCK = 1024  # event generation inlines the lookup as i >> 10, (i & 1023) << 3
 
@@ -312,6 +312,11 @@ def _u(r: random.Random, lo: float, hi: float) -> int:
     return int(r.uniform(lo, hi))
 
 
+def _lapsed(r: random.Random, age: int) -> int:
+    """A validity shorter than the grant's age: the grant has expired."""
+    return max(1, int(age * r.uniform(0.1, 0.95)))
+
+
 def _segment_pattern(r: random.Random, segment: str) -> _Pattern:
     """Draw one consent pattern for a subject of ``segment``.
 
@@ -329,8 +334,8 @@ def _segment_pattern(r: random.Random, segment: str) -> _Pattern:
         def ttl(age: int) -> int | None:
             if r.random() < 0.6:
                 return None
-            if r.random() < 0.04:  # let it lapse: some loyalists never re-confirm
-                return _u(r, _DAY, max(2 * _DAY, age))
+            if r.random() < 0.05:  # some never re-confirm
+                return _lapsed(r, age)
             return age + _u(r, 30 * _DAY, 2 * _YEAR)
 
     elif segment == "convenience_seeker":
@@ -341,8 +346,8 @@ def _segment_pattern(r: random.Random, segment: str) -> _Pattern:
         withdrawn_share, gpc_p, recent_p = 0.25, 0.08, 0.08
         signup = _u(r, _DAY, 400 * _DAY)
 
-        def ttl(age: int) -> int | None:
-            return _u(r, 30 * _DAY, 365 * _DAY)  # medium expiry; older grants lapse
+        def ttl(age: int) -> int | None:  # medium expiry, usually re-confirmed in time
+            return _lapsed(r, age) if r.random() < 0.12 else age + _u(r, _DAY, 180 * _DAY)
 
     elif segment == "control_addict":
         grant = dict.fromkeys(PURPOSES, 0.55)
@@ -358,7 +363,8 @@ def _segment_pattern(r: random.Random, segment: str) -> _Pattern:
         signup = _u(r, _HOUR, 2 * _YEAR)
 
         def ttl(age: int) -> int | None:
-            return None if r.random() < 0.3 else _u(r, _DAY, 365 * _DAY)
+            x = r.random()
+            return None if x < 0.3 else _lapsed(r, age) if x < 0.5 else age + _u(r, _HOUR, 365 * _DAY)
 
     elif segment == "privacy_fundamentalist":
         grant = {"personalization": 0.08, "marketing_email": 0.02, "marketing_phone": 0.02,
@@ -367,8 +373,8 @@ def _segment_pattern(r: random.Random, segment: str) -> _Pattern:
         withdrawn_share, gpc_p, recent_p = 0.5, 0.75, 0.05
         signup = _u(r, _DAY, 3 * _YEAR)
 
-        def ttl(age: int) -> int | None:
-            return _u(r, _DAY, 90 * _DAY)
+        def ttl(age: int) -> int | None:  # short grants, rarely renewed
+            return _lapsed(r, age) if r.random() < 0.3 else age + _u(r, _DAY, 90 * _DAY)
 
     else:  # pragma: no cover - SEGMENTS is closed
         raise ValueError(f"unknown segment {segment!r}")
@@ -422,38 +428,8 @@ def _patterns(seed: int) -> tuple[tuple[_Pattern, ...], ...]:
     return tuple(out)
 
 
-def _build_consent(sid: str, pattern: _Pattern, base: int, jurisdiction: str) -> dict[str, Any]:
-    """A fresh record from a pattern (unrolled over PURPOSES: this is the hot loop)."""
-    (
-        (_, s0, g0, e0), (_, s1, g1, e1), (_, s2, g2, e2),
-        (_, s3, g3, e3), (_, s4, g4, e4), (_, s5, g5, e5),
-    ), categories, gpc, u_off = pattern
-    return {
-        "subject_id": sid,
-        "updated_at": base + u_off,
-        "purposes": {
-            "personalization": {"status": s0, "granted_at": None if g0 is None else base + g0,
-                                "expires_at": None if e0 is None else base + e0},
-            "marketing_email": {"status": s1, "granted_at": None if g1 is None else base + g1,
-                                "expires_at": None if e1 is None else base + e1},
-            "marketing_phone": {"status": s2, "granted_at": None if g2 is None else base + g2,
-                                "expires_at": None if e2 is None else base + e2},
-            "analytics": {"status": s3, "granted_at": None if g3 is None else base + g3,
-                          "expires_at": None if e3 is None else base + e3},
-            "third_party_sharing": {"status": s4, "granted_at": None if g4 is None else base + g4,
-                                    "expires_at": None if e4 is None else base + e4},
-            "support": {"status": s5, "granted_at": None if g5 is None else base + g5,
-                        "expires_at": None if e5 is None else base + e5},
-        },
-        "categories": categories.copy(),
-        "jurisdiction": jurisdiction,
-        "gpc": gpc,
-        "tcf": None,
-    }
-
-
 assert PURPOSES == ("personalization", "marketing_email", "marketing_phone", "analytics",
-                    "third_party_sharing", "support"), "_build_consent is unrolled over PURPOSES"
+                    "third_party_sharing", "support"), "_consent_iter is unrolled over PURPOSES"
 
 
 def consent_of(spec: PopulationSpec, i: int, now_ms: int) -> dict[str, Any] | None:
@@ -477,13 +453,22 @@ def consent_records(spec: PopulationSpec, now_ms: int) -> Iterator[dict[str, Any
     return _consent_iter(spec, now_ms, 0, spec.subjects)
 
 
+@lru_cache(maxsize=16)
+def _flat_patterns(seed: int) -> tuple[tuple[Any, ...], ...]:
+    """Patterns flattened for the hot loop: segment-major, 21 fields each."""
+    return tuple(
+        (*(x for _p, s, g, e in purposes for x in (s, g, e)), categories, gpc, u_off)
+        for per_segment in _patterns(seed)
+        for purposes, categories, gpc, u_off in per_segment
+    )
+
+
 def _consent_iter(spec: PopulationSpec, now_ms: int, lo: int, hi: int) -> Iterator[dict[str, Any]]:
     seed = spec.seed
     seg_table = _segment_table(tuple(spec.shares.items()))
-    patterns = _patterns(seed)
+    flat = _flat_patterns(seed)
     jur_table = _JUR_TABLE
     nc = round(spec.no_consent_share * 65536)
-    build = _build_consent
     i = lo
     while i < hi:
         b, j = divmod(i, _BLOCK)
@@ -495,12 +480,33 @@ def _consent_iter(spec: PopulationSpec, now_ms: int, lo: int, hi: int) -> Iterat
                 for bound, seg in seg_table:
                     if w1 < bound:
                         break
-                yield build(
-                    "s-%06d" % i,
-                    patterns[seg][w2 & 1023],
-                    now_ms - ((w2 >> 10) & 0xFFFFF),
-                    jur_table[(w0 >> 16) & 0xFF],
-                )
+                (s0, g0, e0, s1, g1, e1, s2, g2, e2, s3, g3, e3, s4, g4, e4, s5, g5, e5,
+                 categories, gpc, u_off) = flat[(seg << 10) | (w2 & 1023)]
+                base = now_ms - ((w2 >> 10) & 0xFFFFF)
+                # Unrolled and inlined: this loop makes a million records in a
+                # few seconds.
+                yield {
+                    "subject_id": "s-%06d" % i,
+                    "updated_at": base + u_off,
+                    "purposes": {
+                        "personalization": {"status": s0, "granted_at": None if g0 is None else base + g0,
+                                            "expires_at": None if e0 is None else base + e0},
+                        "marketing_email": {"status": s1, "granted_at": None if g1 is None else base + g1,
+                                            "expires_at": None if e1 is None else base + e1},
+                        "marketing_phone": {"status": s2, "granted_at": None if g2 is None else base + g2,
+                                            "expires_at": None if e2 is None else base + e2},
+                        "analytics": {"status": s3, "granted_at": None if g3 is None else base + g3,
+                                      "expires_at": None if e3 is None else base + e3},
+                        "third_party_sharing": {"status": s4, "granted_at": None if g4 is None else base + g4,
+                                                "expires_at": None if e4 is None else base + e4},
+                        "support": {"status": s5, "granted_at": None if g5 is None else base + g5,
+                                    "expires_at": None if e5 is None else base + e5},
+                    },
+                    "categories": categories.copy(),
+                    "jurisdiction": jur_table[(w0 >> 16) & 0xFF],
+                    "gpc": gpc,
+                    "tcf": None,
+                }
             i += 1
 
 
@@ -735,7 +741,9 @@ def _postal(country: str, n: int) -> str:
 def _context(cat: _Catalog, city: int, ip_bits: int, ua: int, device: int, session: int, ref: bytes) -> bytes:
     """The whole ``,"context":{...}`` member of a session's events."""
     return b"".join((
-        b',"context":{"ip":"', cat.ip_head[_CITIES[city][0]][ip_bits & 0xFF], cat.ip_tail[(ip_bits >> 8) & 0xFFF],
+        b',"context":{"ip":"',
+        cat.ip_head[_CITIES[city][0]][ip_bits & 0xFF],
+        cat.ip_tail[(ip_bits >> 8) & 0xFFF],
         b'","user_agent":', cat.ua[ua],
         b',"device_id":"d-%010x","geo":' % device, cat.geo[city],
         b',"session_id":"%012x","referrer":' % session, ref, b"}",
@@ -796,14 +804,15 @@ def _kind_table(purchase_share: float) -> tuple[int, ...]:
     for t, w in enumerate(weights):
         acc += w
         table.extend([t] * (round(acc * rest) - (len(table) - purchases)))
+    table.extend([0] * (size - len(table)))  # float rounding: never short
     return tuple(table[:size])
 
 
 _TYPE_PIECES = tuple(b',"event_type":"%s","ts":' % t.encode() for t in EVENT_TYPES)
 # Session lengths (events per session), a rough geometric shape, mean ~10.
 _SESSION_LENGTHS = (1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 8, 8, 9, 10, 11, 12, 13, 15, 17, 20, 24, 30, 40)
-#: Events drawn per block of random words (fixed, so a stream's prefix does not
-#: depend on how many events were asked for).
+#: Events per block of random words: fixed, so which events come first does not
+#: depend on how many were asked for (only their ts do, in window mode).
 _EVENT_BLOCK = 4096
 
 
@@ -875,7 +884,6 @@ def _event_iter(
     purchase_piece = type_pieces[5]
     lengths = _SESSION_LENGTHS
     n_ua_app = _N_APP_UA
-    bits = rng.getrandbits
     join = b"".join
     money = _money
 
@@ -896,7 +904,8 @@ def _event_iter(
             city = (a >> 56) % n_cities
             ua = ((a >> 50) & 0x3F) % n_ua
             refs = app_refs if ua < n_ua_app else web_refs
-            ctx = context(cat, city, a, ua, (a >> 8) & 0xFFFFFFFFFF, r & 0xFFFFFFFFFFFF, refs[(r >> 40) % len(refs)])
+            device = (a >> 8) & 0xFFFFFFFFFF
+            ctx = context(cat, city, a, ua, device, r & 0xFFFFFFFFFFFF, refs[(r >> 40) % len(refs)])
             subj = b'","subject_id":null,"anonymous_id":"a-%012x"' % (a >> 16)
             return [length, "", subj, ctx, product, city, bits(32), bits(32), b"%x" % (a & 0xFFFFF), None]
         i = (bits(40) * n_subjects) >> 40
@@ -905,11 +914,11 @@ def _event_iter(
         w0 = block[j]
         w3 = block[j + 3]
         w4 = block[j + 4]
+        ip_bits = block[j + 7]
         cities = cities_by_jur[jur_table[(w0 >> 16) & 0xFF]]
         city = cities[(w0 >> 24) % len(cities)]
         device = w3 | ((w4 & 0xFF) << 32)
         ua = (w4 >> 8) & 0x3F
-        ip_bits = w4 >> 12
         if (r >> 62) == 0:  # a quarter of sessions: the customer's other device
             device ^= 0x5A5A5A5A5A
             ua += 7
@@ -971,7 +980,10 @@ def _event_iter(
                     payload = page_view[w2 % n_pages]
                 elif kind == 1:
                     # mostly browsing around the product in view, sometimes elsewhere
-                    p = s[4] = (s[4] + 1 + (w2 >> 4) % 64) % _N_PRODUCTS if w2 & 3 else (w2 >> 4) % _N_PRODUCTS
+                    if w2 & 3:
+                        p = s[4] = (s[4] + 1 + (w2 >> 4) % 64) % _N_PRODUCTS
+                    else:
+                        p = s[4] = (w2 >> 4) % _N_PRODUCTS
                     payload = product_view[p]
                 elif kind == 2:
                     payload = search[w2 % n_search]
@@ -997,9 +1009,9 @@ def events(
     One generator, two views: whatever a test asserts about these dicts
     holds for the bytes a producer sends.
     """
+    stream = event_bytes(spec, now_ms, count, start_ts=start_ts, rate_per_s=rate_per_s, first=first)
     loads = orjson.loads
-    for _kind, raw, _key in event_bytes(spec, now_ms, count, start_ts=start_ts, rate_per_s=rate_per_s, first=first):
-        yield loads(raw)
+    return (loads(raw) for _kind, raw, _key in stream)
 
 
 # --------------------------------------------------------------------------
@@ -1047,7 +1059,8 @@ def _signup(spec: PopulationSpec, i: int, t: int) -> dict[str, Any]:
     purposes = {}
     for p, status, g, e in purposes_t:
         if status == "granted":
-            purposes[p] = {"status": "granted", "granted_at": t, "expires_at": None if e is None else t + (e - g)}
+            expires = None if e is None else t + (e - g)
+            purposes[p] = {"status": "granted", "granted_at": t, "expires_at": expires}
         else:  # history went with the erasure: never granted in this record
             purposes[p] = {"status": "denied", "granted_at": None, "expires_at": None}
     return {
@@ -1078,6 +1091,12 @@ def churn(
         raise ValueError(f"count must be >= 0, got {count}")
     if interval_ms < 1:
         raise ValueError(f"interval_ms must be >= 1, got {interval_ms}")
+    return _churn_iter(spec, now_ms, count, interval_ms)
+
+
+def _churn_iter(
+    spec: PopulationSpec, now_ms: int, count: int, interval_ms: int
+) -> Iterator[tuple[str, dict[str, Any] | None]]:
     r = random.Random(f"population-churn-{spec.seed}")
     seg_table = _segment_table(tuple(spec.shares.items()))
     state: dict[int, dict[str, Any] | None] = {}
@@ -1105,9 +1124,10 @@ def churn(
         rec = _copy_record(rec)
         purposes = rec["purposes"]
         granted = [p for p in PURPOSES if purposes[p]["status"] == "granted"]
+        live = [p for p in granted if purposes[p]["expires_at"] is None or purposes[p]["expires_at"] > t]
         if change == "withdraw" and not granted:
             change = "regrant"
-        if change == "short_expiry" and not granted:
+        if change == "short_expiry" and not live:
             change = "regrant"
         if change == "withdraw":
             purposes[r.choice(granted)]["status"] = "withdrawn"
@@ -1119,11 +1139,14 @@ def churn(
             ] or list(PURPOSES)
             p = r.choice(open_)
             life = _ttl(r, segment)
-            purposes[p] = {"status": "granted", "granted_at": t, "expires_at": None if life is None else t + life}
+            expires = None if life is None else t + life
+            purposes[p] = {"status": "granted", "granted_at": t, "expires_at": expires}
         elif change == "short_expiry":
-            # "only for the next few minutes": existing grants now lapse soon
-            for p in r.sample(granted, r.randint(1, len(granted))):
-                purposes[p]["expires_at"] = t + _u(r, _MINUTE, 30 * _MINUTE)
+            # "only for the next few minutes": live grants now lapse soon
+            for p in r.sample(live, r.randint(1, len(live))):
+                soon = t + _u(r, _MINUTE, 30 * _MINUTE)
+                old = purposes[p]["expires_at"]
+                purposes[p]["expires_at"] = soon if old is None else min(old, soon)
         elif change == "category":
             c = r.choice(CATEGORIES)
             rec["categories"][c] = not rec["categories"][c]
@@ -1200,8 +1223,10 @@ def pii_rich_event(i: int) -> dict[str, Any]:
         event |= {
             "order_id": m("order_id"),
             "items": [
-                {"product_id": m("items.0.product_id"), "category": m("items.0.category"), "quantity": 1, "price": 19.99},
-                {"product_id": m("items.1.product_id"), "category": m("items.1.category"), "quantity": 2, "price": 5.5},
+                {"product_id": m("items.0.product_id"), "category": m("items.0.category"),
+                 "quantity": 1, "price": 19.99},
+                {"product_id": m("items.1.product_id"), "category": m("items.1.category"),
+                 "quantity": 2, "price": 5.5},
             ],
             "total": 30.99,
             "currency": m("currency"),

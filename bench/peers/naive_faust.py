@@ -171,7 +171,9 @@ def build(opts: argparse.Namespace) -> faust.App:
         topic_partitions=partitions,
         web_enabled=False,
     )
-    consent_topic = app.topic(opts.consent_topic, key_type=str, value_type=Consent)
+    # Raw values on the consent topic: faust refuses a null value for a Record
+    # value type (ValueDecodeError, record skipped), so tombstones would be lost.
+    consent_topic = app.topic(opts.consent_topic, key_type=str, value_type=bytes, value_serializer="raw")
     click_topic = app.topic(opts.clickstream_topic, key_type=str, value_type=ClickEvent)
     offers_topic = app.topic(opts.output_topic, key_type=str, value_serializer="json")
     consents = app.Table("consent", key_type=str, value_type=Consent, default=None, partitions=partitions)
@@ -180,13 +182,17 @@ def build(opts: argparse.Namespace) -> faust.App:
 
     @app.agent(consent_topic)
     async def consent_agent(stream: faust.StreamT) -> None:
-        async for subject, consent in stream.items():
+        async for subject, raw in stream.items():
             COUNTS["consent"] += 1
             last_input[0] = time.monotonic()
             if subject is None:
                 continue
-            if consent is None:  # tombstone: erasure
+            if raw is None:  # tombstone: erasure
                 consents.pop(subject, None)
+                continue
+            try:
+                consent = Consent.loads(raw)
+            except Exception:  # malformed: skipped (the real filter blocks the subject)
                 continue
             current = consents.get(subject)
             if current is None or consent.updated_at >= current.updated_at:
@@ -210,7 +216,7 @@ def build(opts: argparse.Namespace) -> faust.App:
                 os.kill(os.getpid(), signal.SIGTERM)  # the worker's own clean shutdown path
 
         @app.on_partitions_assigned.connect
-        async def reset_idle(app_: faust.App, **kw: Any) -> None:  # noqa: ARG001
+        async def reset_idle(app_: faust.App, *args: Any, **kw: Any) -> None:  # noqa: ARG001
             last_input[0] = time.monotonic()
 
     return app

@@ -154,17 +154,18 @@ def build(opts: argparse.Namespace) -> Application:
             if current is None or value["updated_at"] >= current["updated_at"]:
                 state.set("consent", value)
             return None
-        COUNTS["events"] += 1
         out = offers_output(value, state.get("consent"), int(time.time() * 1000), policy_version)
         if out is not None:
             COUNTS["emitted"] += 1
         return out
 
-    consent = app.dataframe(consent_topic).filter(lambda v, k, ts, h: k is not None, metadata=True)
-    clicks = app.dataframe(click_topic).filter(
+    def has_subject(event) -> bool:
         # anonymous events (no subject) are dropped before the state step: their key is no subject
-        lambda e: isinstance(e, dict) and e.get("subject_id") is not None
-    )
+        COUNTS["events"] += 1
+        return isinstance(event, dict) and event.get("subject_id") is not None
+
+    consent = app.dataframe(consent_topic).filter(lambda v, k, ts, h: k is not None, metadata=True)
+    clicks = app.dataframe(click_topic).filter(has_subject)
     sdf = consent.concat(clicks)
     sdf = sdf.apply(offers, stateful=True, metadata=True)
     sdf = sdf.filter(lambda out: out is not None)

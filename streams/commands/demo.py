@@ -149,7 +149,7 @@ def _stream(s: Any, producer: Any, spec: Any, duration: float, rate: float, work
 
     now = int(time.time() * 1000)
     expected = int(duration * rate)
-    events = population.event_bytes(spec, now, expected)
+    events = population.event_bytes(spec, now, expected, start_ts=now, rate_per_s=rate)
     churn = population.churn(spec, now, max(1, expected // 50))  # ~2% consent changes
     produced = changes = 0
     t0 = time.monotonic()

@@ -40,4 +40,5 @@ def worker(c: Any, **flags: Any) -> None:
         app = create_app(s)
     except (ConfigError, TopicError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    Worker(app, loglevel=s.log_level, logging_config=logs.dict_config(s.log_level)).execute_from_commandline()
+    Worker(app, loglevel=logs.library_level(s.log_level),
+           logging_config=logs.dict_config(s.log_level)).execute_from_commandline()

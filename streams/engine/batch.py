@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.engine.codecs import DecodeError, decode_key, get_codec
+from streams.engine.codecs import DecodeError, EncodeError, decode_key, get_codec
 from streams.engine.consent import (
     DELETED, FLAGS, BLOCKED, UPDATED_AT, VOCAB, MalformedConsent, merge,
 )
@@ -33,11 +33,13 @@ OutRecord = tuple    # (topic, key, value, headers)
 
 EMITTED, DROPPED, DLQ = "emitted", "dropped", "dlq"
 
-#: DLQ error classes raised here (codecs add their own).
-BAD_KEY = "bad_key"
-KEY_MISMATCH = "key_mismatch"
-NULL_VALUE = "null_value"
-INVALID_EVENT = "invalid_event"
+#: DLQ error classes raised here (the codecs add theirs: invalid_json, invalid_utf8,
+#: schema_mismatch, wrong_type, missing_field, ...; a key that is not UTF-8 is invalid_utf8).
+MISSING_KEY = "missing_key"        # a consent record without a key
+KEY_MISMATCH = "key_mismatch"      # subject_id differs from the record key
+NULL_VALUE = "null_value"          # an event with a null value
+INVALID_EVENT = "invalid_event"    # decoded, but unusable (empty event_id or subject_id)
+INVALID_CONSENT = "invalid_consent"  # decoded, but unusable (e.g. granted without granted_at)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class Filter:
 
     def _dlq(self, res: BatchResult, rec: InputRecord, error_class: str, message: str,
              subject: str | None, event_id: Any = None, ts: Any = None) -> None:
+        """A DLQ entry (original key and bytes, headers saying why and whence) and its decision."""
         topic, partition, offset, key, value, _headers, timestamp_ms = rec
         res.records.append((self.topics.dlq, key, value,
                             _dlq_headers(error_class, message, topic, partition, offset)))
@@ -135,7 +138,7 @@ class Filter:
             "consent_version": None,
             "policy_version": self.policy.version,
             "categories_sent": [],
-            "ts": ts if type(ts) is int else timestamp_ms,
+            "ts": ts if type(ts) is int else None,
             "decided_at": self.clock(),
             "source_topic": topic,
             "source_partition": partition,
@@ -144,12 +147,12 @@ class Filter:
         res.records.append((self.topics.decisions, key, self._decision_codec.encode(decision), None))
 
     @staticmethod
-    def _key(key: bytes | None) -> tuple[str | None, str | None]:
-        """(subject from the key, problem)."""
+    def _key(key: bytes | None) -> tuple[str | None, DecodeError | None]:
+        """(subject from the key, or the DecodeError of a key that is not UTF-8)."""
         try:
             return decode_key(key), None
-        except (DecodeError, UnicodeDecodeError, ValueError, TypeError):
-            return None, "record key is not valid UTF-8"
+        except DecodeError as exc:
+            return None, exc
 
     # ------------------------------------------------------------- consent
     def apply_consent(self, records: Iterable[InputRecord],
@@ -170,21 +173,23 @@ class Filter:
             if topic != consent_topic:
                 raise ValueError(f"apply_consent: record of topic {topic!r} is not a consent record")
             subject, problem = self._key(key)
-            if problem is None and not subject:
-                problem = "consent record has no key (the subject id)"
             if problem is not None:
-                self._dlq(res, rec, BAD_KEY, problem, None)
+                self._dlq(res, rec, problem.error_class, _msg(problem), None)
+                continue
+            if not subject:
+                self._dlq(res, rec, MISSING_KEY, "consent record has no key (the subject id)", None)
                 continue
             if value is None:
-                st.pop(subject, None)
-                self._erasure_notices(res, subject, rec)
+                old = st.pop(subject, None)
+                version = None if old is None or old[FLAGS] & BLOCKED else old[UPDATED_AT]
+                self._erasure_notices(res, subject, version)
                 continue
             current = st.get(subject)
             bad: MalformedConsent | None = None
             try:
                 doc = self._consent_codec.decode(value)
             except DecodeError as exc:
-                bad = MalformedConsent(exc.error_class, exc.message, None)
+                bad = MalformedConsent(exc.error_class, _msg(exc), None)
             else:
                 try:
                     new = merge(current, subject, doc, offset, vocab, res.ignored)
@@ -201,8 +206,8 @@ class Filter:
                 st[subject] = new
         return res
 
-    def _erasure_notices(self, res: BatchResult, subject: str, rec: InputRecord) -> None:
-        topic, partition, offset = rec[0], rec[1], rec[2]
+    def _erasure_notices(self, res: BatchResult, subject: str, consent_version: int | None) -> None:
+        """One notice per engine, keyed by the subject as that engine knows it."""
         now = self.clock()
         enc = self._erasure_codec.encode
         out = res.records
@@ -211,14 +216,11 @@ class Filter:
             notice = {
                 "subject_id": ref,
                 "engine": eng.name,
-                "pseudonymized": eng.pseudonymize_subject,
-                "policy_version": self.policy.version,
                 "erased_at": now,
-                "source_topic": topic,
-                "source_partition": partition,
-                "source_offset": offset,
+                "consent_version": consent_version,
+                "policy_version": self.policy.version,
             }
-            out.append((self.topics.erasures, ref.encode(), enc(notice), None))
+            out.append((self.topics.erasures, ref.encode("utf-8", "surrogatepass"), enc(notice), None))
         res.erasures += 1
 
     # ------------------------------------------------------------- events
@@ -244,7 +246,7 @@ class Filter:
                 raise ValueError(f"decide: record of topic {topic!r} is not an event topic")
             key_subject, problem = self._key(key)
             if problem is not None:
-                self._dlq(res, rec, BAD_KEY, problem, None)
+                self._dlq(res, rec, problem.error_class, _msg(problem), None)
                 continue
             if value is None:
                 self._dlq(res, rec, NULL_VALUE, "event value is null", key_subject)
@@ -252,7 +254,7 @@ class Filter:
             try:
                 event = codec.decode(value)
             except DecodeError as exc:
-                self._dlq(res, rec, exc.error_class, exc.message, key_subject)
+                self._dlq(res, rec, exc.error_class, _msg(exc), key_subject)
                 continue
             problem = _event_problem(event)
             if problem is not None:
@@ -271,38 +273,58 @@ class Filter:
                 consent_version = None if state is None else state[UPDATED_AT]
             event_id = event["event_id"]
             ts = event["ts"]
-            res.decided += 1
             now = clock()
-            for eng in engines:
-                reason, fe, sent = _decide(eng, event, subject, state, now)
-                if reason is None:
-                    out.append((eng.topic, fe["subject_id"].encode("utf-8", "surrogatepass"), enc_out(fe), None))
-                    emitted[eng.name] += 1
-                    cats = eng.category_names(sent)
-                    outcome = EMITTED
-                else:
-                    dropped[reason] = dropped.get(reason, 0) + 1
-                    cats = []
-                    outcome = DROPPED
-                out.append((decisions_topic, key, enc_dec({
-                    "event_id": event_id,
-                    "subject_id": subject,
-                    "engine": eng.name,
-                    "outcome": outcome,
-                    "reason": reason,
-                    "consent_version": consent_version,
-                    "policy_version": policy_version,
-                    "categories_sent": cats,
-                    "ts": ts,
-                    "decided_at": now,
-                    "source_topic": topic,
-                    "source_partition": partition,
-                    "source_offset": offset,
-                }), None))
+            pending = []
+            sent_to: list[str] = []
+            reasons: list[str] = []
+            try:
+                for eng in engines:
+                    reason, fe, sent = _decide(eng, event, subject, state, now)
+                    if reason is None:
+                        pending.append((eng.topic, fe["subject_id"].encode("utf-8", "surrogatepass"), enc_out(fe),
+                                        None))
+                        sent_to.append(eng.name)
+                        cats = eng.category_names(sent)
+                        outcome = EMITTED
+                    else:
+                        reasons.append(reason)
+                        cats = []
+                        outcome = DROPPED
+                    pending.append((decisions_topic, key, enc_dec({
+                        "event_id": event_id,
+                        "subject_id": subject,
+                        "engine": eng.name,
+                        "outcome": outcome,
+                        "reason": reason,
+                        "consent_version": consent_version,
+                        "policy_version": policy_version,
+                        "categories_sent": cats,
+                        "ts": ts,
+                        "decided_at": now,
+                        "source_topic": topic,
+                        "source_partition": partition,
+                        "source_offset": offset,
+                    }), None))
+            except EncodeError as exc:
+                # a payload value the output schema cannot hold (e.g. a JSON input with a
+                # number where Avro wants text): the input is bad, nothing of it is emitted
+                self._dlq(res, rec, exc.error_class, "output: " + _msg(exc), key_subject, event_id, ts)
+                continue
+            out.extend(pending)
+            res.decided += 1
+            for name in sent_to:
+                emitted[name] += 1
+            for reason in reasons:
+                dropped[reason] = dropped.get(reason, 0) + 1
         return res
 
 
 _TS_MIN, _TS_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _msg(exc: Exception) -> str:
+    """The message of a codec error without its class prefix (it never holds a value)."""
+    return str(exc.args[0]) if exc.args else exc.__class__.__name__
 
 
 def _event_problem(event: Any) -> str | None:

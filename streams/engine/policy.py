@@ -41,6 +41,7 @@ CONTEXT_SHAPE: dict[str, Any] = {
     "ip": None, "user_agent": None, "device_id": None, "session_id": None, "referrer": None, "geo": _GEO,
 }
 _ITEM = {"product_id": None, "category": None, "quantity": None, "price": None}
+_ADDRESS = {"street": None, "city": None, "postal_code": None, "country": None}
 
 #: Payload fields per event type. A shape is None (a scalar, copied as is), a
 #: dict (a record: only these keys are copied, recursively) or a one-element
@@ -53,7 +54,7 @@ EVENT_PAYLOADS: dict[str, dict[str, Any]] = {
     "login": {"method": None},
     "purchase": {
         "order_id": None, "items": [_ITEM], "total": None, "currency": None,
-        "payment_method": None, "shipping_address": None, "email": None, "phone": None,
+        "payment_method": None, "shipping_address": _ADDRESS, "email": None, "phone": None,
     },
 }
 
@@ -68,8 +69,17 @@ TRANSFORMS = {
     "keep": T_KEEP, "drop": T_DROP, "pseudonymize": T_PSEUDONYMIZE,
     "coarsen:country": T_COUNTRY, "coarsen:hour": T_HOUR,
 }
-#: Where the coarsening transforms make sense.
-_COUNTRY_FIELDS = frozenset({"context.geo"})
+#: Where the coarsening transforms make sense: records with a ``country``.
+_COUNTRY_FIELDS = frozenset({"context.geo", "shipping_address"})
+#: Fields whose values are text (strings in schemas/filtered_event.avsc): the
+#: only ones ``pseudonymize`` applies to, since a pseudonym is text.
+TEXT_FIELDS = frozenset({
+    "context.ip", "context.user_agent", "context.device_id", "context.session_id", "context.referrer",
+    "context.geo.country", "context.geo.region", "context.geo.city",
+    "url", "title", "query", "product_id", "category", "method", "order_id", "currency", "payment_method",
+    "email", "phone",
+    "shipping_address.street", "shipping_address.city", "shipping_address.postal_code", "shipping_address.country",
+})
 _HOUR_FIELDS = frozenset({"ts"})
 
 #: Pseudonyms: hex digest of HMAC-SHA256, truncated to this many hex chars (128 bits).
@@ -421,6 +431,9 @@ def _compile_engine(
         if code == T_COUNTRY and path not in _COUNTRY_FIELDS:
             raise PolicyError(f"{where}: transform 'coarsen:country' applies to {', '.join(sorted(_COUNTRY_FIELDS))}, "
                               f"not to {path!r}")
+        if code == T_PSEUDONYMIZE and path not in TEXT_FIELDS:
+            raise PolicyError(f"{where}: transform 'pseudonymize' applies to text fields, not to {path!r} "
+                              "(a pseudonym is text; drop or keep it, or categorize its text parts)")
         if code == T_HOUR and path not in _HOUR_FIELDS:
             raise PolicyError(f"{where}: transform 'coarsen:hour' applies to timestamps ('ts'), not to {path!r}")
         transforms[path] = code

@@ -37,6 +37,7 @@ HOUR = 60 * 60 * 1000
 GEO = {"country": None, "region": None, "city": None, "lat": None, "lon": None}
 CONTEXT = {"ip": None, "user_agent": None, "device_id": None, "session_id": None, "referrer": None, "geo": GEO}
 ITEM = {"product_id": None, "category": None, "quantity": None, "price": None}
+ADDRESS = {"street": None, "city": None, "postal_code": None, "country": None}
 PAYLOADS = {
     "page_view": {"url": None, "title": None},
     "product_view": {"product_id": None, "category": None, "price": None},
@@ -44,7 +45,7 @@ PAYLOADS = {
     "add_to_cart": {"product_id": None, "quantity": None},
     "login": {"method": None},
     "purchase": {"order_id": None, "items": [ITEM], "total": None, "currency": None,
-                 "payment_method": None, "shipping_address": None, "email": None, "phone": None},
+                 "payment_method": None, "shipping_address": ADDRESS, "email": None, "phone": None},
 }
 NEVER_EMITTED = {"payment_method"}
 

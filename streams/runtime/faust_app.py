@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     topics = wiring.topic_names(settings)
 
     datadir = Path(settings.state_dir) / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.group_id,
         broker=_broker_url(settings.bootstrap),
@@ -69,7 +70,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         # waits on the consent agent for long, so a full buffer cannot deadlock it
         stream_buffer_maxsize=max(4 * settings.batch_size, 8192),
         producer_acks=-1,
-        producer_partitioner=None,
+        # the table stores engine-encoded bytes as they are
+        key_serializer="raw",
+        value_serializer="raw",
     )
     app.conf.pfilter_settings = settings  # type: ignore[attr-defined]
 
@@ -79,8 +82,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
         partitions=partitions,
         key_type=bytes,
         value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
         options={
             # explicit sizes: the defaults of rocksdict are tuned for a desktop
             "write_buffer_size": settings.rocksdb_write_buffer_mb * 1024 * 1024,
@@ -154,7 +155,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             metrics.DECISION_LATENCY.observe(time.perf_counter() - t0)
 
     @app.on_partitions_revoked.connect
-    async def on_revoked(app_: faust.App, *, revoked: set, **kw: Any) -> None:  # noqa: ARG001
+    async def on_revoked(app_: faust.App, revoked: set, **kw: Any) -> None:  # noqa: ARG001
         metrics.READY.set(0)
         barrier.forget({tp.partition for tp in revoked if tp.topic == settings.topic_consent})
         deciders.clear()

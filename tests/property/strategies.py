@@ -6,6 +6,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from streams.engine.policy import TEXT_FIELDS
+
 from tests.unit.engine.helpers import CATEGORIES, DAY, HOUR, NOW, PURPOSES, default_doc
 
 JURISDICTIONS = ("EU", "UK", "US", "US-CA", "BR", "CN")
@@ -13,7 +15,9 @@ EVENT_TYPES = ("page_view", "product_view", "search", "add_to_cart", "login", "p
 _DEFAULT = default_doc()
 #: Fields a policy may move between (non-payment) categories.
 _MOVABLE = [f for c, fs in _DEFAULT["categories"].items() if c != "payment" for f in fs]
-_EXTRA_FIELDS = ["context.geo.city", "context.geo.lat"]  # only used when context.geo is not categorized
+#: Parts categorized instead of the whole record, when a policy splits it.
+_SPLITS = {"context.geo": ["context.geo.city", "context.geo.lat"],
+           "shipping_address": ["shipping_address.country", "shipping_address.city"]}
 
 #: Times cluster around NOW in whole hours, +-1 ms, so that boundaries (ts == granted_at,
 #: ts == expires_at, now == expires_at) are hit often.
@@ -27,10 +31,9 @@ def policies(draw) -> dict[str, Any]:
     non_payment = [c for c in cat_names if c != "payment"]
     cats: dict[str, list[str]] = {c: [] for c in cat_names}
     cats["payment"] = ["payment_method"]
-    geo_split = draw(st.booleans())
     for f in _MOVABLE:
-        if geo_split and f == "context.geo":
-            for sub in _EXTRA_FIELDS:
+        if f in _SPLITS and draw(st.booleans()):
+            for sub in _SPLITS[f]:
                 cats[draw(st.sampled_from(non_payment))].append(sub)
             continue
         where = draw(st.sampled_from([*non_payment, None]))  # None: in no category
@@ -50,10 +53,10 @@ def policies(draw) -> dict[str, Any]:
         transforms: dict[str, str] = {}
         for c in receive:
             for f in cats[c]:
-                if draw(st.integers(0, 3)) == 0:
-                    options = ["keep", "drop", "pseudonymize"]
-                    if f == "context.geo":
-                        options.append("coarsen:country")
+                if f in ("context.geo", "shipping_address") and draw(st.booleans()):
+                    transforms[f] = draw(st.sampled_from(["coarsen:country", "keep", "drop"]))
+                elif draw(st.integers(0, 3)) == 0:
+                    options = ["keep", "drop"] + (["pseudonymize"] if f in TEXT_FIELDS else [])
                     transforms[f] = draw(st.sampled_from(options))
         if draw(st.integers(0, 3)) == 0:
             transforms["ts"] = draw(st.sampled_from(["keep", "coarsen:hour"]))
@@ -64,19 +67,32 @@ def policies(draw) -> dict[str, Any]:
             "engines": engines}
 
 
+def _rel(draw, base: int, offsets) -> int:
+    return base + draw(st.sampled_from(offsets))
+
+
 @st.composite
-def consents(draw, subject: str = "s-1") -> dict[str, Any]:
+def consents(draw, subject: str = "s-1", ts: int | None = None, now: int | None = None) -> dict[str, Any]:
+    """A valid consent record. With ``ts``/``now``, grant and expiry times cluster around them
+    (mostly granted before ``ts`` and valid past both) so that every check passes or fails often."""
     purposes = {}
     for p in PURPOSES:
-        if draw(st.integers(0, 5)) == 0:
+        if draw(st.integers(0, 9)) == 9:
             continue  # not mentioned at all
-        status = draw(st.sampled_from(["granted", "granted", "granted", "denied", "withdrawn"]))
-        ga = draw(times) if status == "granted" else draw(st.one_of(st.none(), times))
-        ea = draw(st.one_of(st.none(), times))
+        status = draw(st.sampled_from(["granted"] * 8 + ["denied", "withdrawn"]))
+        if ts is None:
+            ga: Any = draw(times)
+            ea: Any = draw(st.one_of(st.none(), times))
+        else:
+            ga = _rel(draw, ts, [-DAY, -HOUR, -HOUR, -1, 0, 0, 1])
+            horizon = max(ts, now)
+            ea = None if draw(st.integers(0, 2)) < 2 else _rel(draw, horizon, [HOUR, DAY, -1, 0, 1])
+        if status != "granted" and draw(st.booleans()):
+            ga = None
         purposes[p] = {"status": status, "granted_at": ga, "expires_at": ea}
     if draw(st.integers(0, 7)) == 0:
         purposes["telepathy"] = {"status": "granted", "granted_at": NOW - DAY, "expires_at": None}
-    categories = {c: draw(st.booleans()) for c in CATEGORIES if draw(st.integers(0, 5))}
+    categories = {c: draw(st.integers(0, 3)) < 3 for c in CATEGORIES if draw(st.integers(0, 7)) < 7}
     if draw(st.integers(0, 7)) == 0:
         categories["dreams"] = True
     return {
@@ -85,8 +101,17 @@ def consents(draw, subject: str = "s-1") -> dict[str, Any]:
         "purposes": purposes,
         "categories": categories,
         "jurisdiction": draw(st.sampled_from(JURISDICTIONS)),
-        "gpc": draw(st.booleans()),
+        "gpc": draw(st.integers(0, 4)) == 4,
     }
+
+
+@st.composite
+def scenarios(draw) -> tuple[dict, dict | None, int]:
+    """(event, consent or None, now): consent drawn relative to the event's time and now."""
+    now = draw(times)
+    ev = draw(events())
+    rec = None if draw(st.integers(0, 9)) == 9 else draw(consents(ts=ev["ts"], now=now))
+    return ev, rec, now
 
 
 _text = st.text(alphabet="abcdé-xyz019 .@/", min_size=0, max_size=8)
@@ -95,24 +120,24 @@ _scalar = st.one_of(st.none(), _text, st.integers(-5, 10_000), st.floats(0, 1000
 
 def _maybe(draw, d: dict, key: str, strat) -> None:
     r = draw(st.integers(0, 4))
-    if r == 0:
+    if r == 4:
         return           # absent
-    d[key] = None if r == 1 else draw(strat)
+    d[key] = None if r == 3 else draw(strat)
 
 
 @st.composite
 def events(draw, subject: str = "s-1") -> dict[str, Any]:
     et = draw(st.sampled_from(EVENT_TYPES))
-    anonymous = draw(st.integers(0, 6)) == 0
+    anonymous = draw(st.integers(0, 9)) == 9
     ev: dict[str, Any] = {"event_id": f"e-{draw(st.integers(0, 10**6))}",
                           "subject_id": None if anonymous else subject, "event_type": et, "ts": draw(times)}
     if anonymous:
         ev["anonymous_id"] = "a-1"
-    if draw(st.integers(0, 5)):
+    if draw(st.integers(0, 5)) < 5:
         ctx: dict[str, Any] = {}
         for k in ("ip", "user_agent", "device_id", "session_id", "referrer"):
             _maybe(draw, ctx, k, _text)
-        if draw(st.integers(0, 3)):
+        if draw(st.integers(0, 3)) < 3:
             geo: dict[str, Any] = {}
             for k in ("country", "region", "city", "lat", "lon"):
                 _maybe(draw, geo, k, _scalar)
@@ -126,7 +151,7 @@ def events(draw, subject: str = "s-1") -> dict[str, Any]:
     names = ["url", "title", "product_id", "category", "price", "query", "quantity", "method", "order_id",
              "total", "currency", "payment_method", "email", "phone"]
     for k in names:
-        if draw(st.integers(0, 2)):
+        if draw(st.integers(0, 3)) < 3:
             _maybe(draw, ev, k, _scalar)
     if draw(st.booleans()):
         item = st.one_of(
@@ -135,6 +160,7 @@ def events(draw, subject: str = "s-1") -> dict[str, Any]:
             st.none(), _text)
         _maybe(draw, ev, "items", st.lists(item, max_size=3))
     if draw(st.booleans()):
-        _maybe(draw, ev, "shipping_address", st.one_of(_text, st.fixed_dictionaries(
-            {"street": _text, "city": _text, "postal_code": _text, "country": _text})))
+        _maybe(draw, ev, "shipping_address", st.one_of(st.fixed_dictionaries(
+            {}, optional={"street": _text, "city": _scalar, "postal_code": _text, "country": _scalar,
+                          "name": _text}), _text))
     return ev

@@ -8,7 +8,6 @@ random consent records and random events, times clustered on the boundaries.
 from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from streams.engine import reference
 from streams.engine.consent import parse_consent
@@ -16,9 +15,9 @@ from streams.engine.decide import REASONS, decide
 from streams.engine.policy import compile_policy, load_policy
 from tests.unit.engine.helpers import SECRET, default_doc
 
-from .strategies import consents, events, policies, times
+from .strategies import policies, scenarios
 
-EXAMPLES = 1500
+EXAMPLES = 1000
 
 
 def _leaf_paths(d, prefix=""):
@@ -57,8 +56,9 @@ def _check(doc, cp, ev, rec, now):
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(doc=policies(), ev=events(), rec=st.one_of(st.none(), consents()), now=times)
-def test_random_policy_consent_event(doc, ev, rec, now):
+@given(doc=policies(), scenario=scenarios())
+def test_random_policy_consent_event(doc, scenario):
+    ev, rec, now = scenario
     cp = compile_policy(doc, secret=SECRET)
     _check(doc, cp, ev, rec, now)
 
@@ -68,8 +68,9 @@ _DEFAULT = load_policy(secret=SECRET)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ev=events(), rec=st.one_of(st.none(), consents()), now=times)
-def test_default_policy_consent_event(ev, rec, now):
+@given(scenario=scenarios())
+def test_default_policy_consent_event(scenario):
+    ev, rec, now = scenario
     _check(_DEFAULT_DOC, _DEFAULT, ev, rec, now)
 
 

@@ -13,7 +13,7 @@ from streams.engine.consent import (
     state_from_bytes, state_to_bytes,
 )
 
-from .helpers import CATEGORIES, NOW, PURPOSES, consent
+from .helpers import CATEGORIES, PURPOSES, consent
 
 V = Vocabulary(PURPOSES, CATEGORIES)
 

@@ -201,12 +201,20 @@ def test_transform_drop_and_keep():
 
 
 def test_transform_pseudonymize_field():
-    doc, policy = _policy_with("email", {"email": "pseudonymize", "items": "pseudonymize"})
+    doc, policy = _policy_with("email", {"email": "pseudonymize", "order_id": "pseudonymize"})
     _, out, _ = run("email", purchase(), consent(), policy=policy, doc=doc)
     assert len(out["email"]) == 32 and out["email"] != "jane@example.com"
-    assert len(out["items"]) == 32
+    assert len(out["order_id"]) == 32 and out["order_id"] != out["email"]
+    assert out["phone"] == "+49 30 123456"
     _, again, _ = run("email", purchase(event_id="e-2"), consent(), policy=policy, doc=doc)
     assert again["email"] == out["email"]  # stable
+
+
+def test_transform_coarsen_country_on_address():
+    doc, policy = _policy_with("partner_ads", {"shipping_address": "coarsen:country"})
+    _, out, _ = run("partner_ads", purchase(), consent(), policy=policy, doc=doc)
+    assert out["shipping_address"] == {"country": "DE"}
+    assert out["context"]["geo"] == {"country": "DE", "region": "BE", "city": "Berlin", "lat": 52.5, "lon": 13.4}
 
 
 def test_transform_coarsen_hour():

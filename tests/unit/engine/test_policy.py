@@ -95,6 +95,10 @@ def test_masks_and_plans_are_precomputed():
     (lambda d: _engine(d, "offers").update(transforms={"url": "coarsen:hour"}), "'coarsen:hour' applies to"),
     (lambda d: _engine(d, "offers").update(transforms={"url": "coarsen:country"}), "'coarsen:country' applies to"),
     (lambda d: _engine(d, "offers").update(transforms={"nope": "keep"}), "unknown field 'nope'"),
+    (lambda d: _engine(d, "offers").update(transforms={"items": "pseudonymize"}),
+     "'pseudonymize' applies to text fields, not to 'items'"),
+    (lambda d: _engine(d, "offers").update(transforms={"price": "pseudonymize"}),
+     "'pseudonymize' applies to text fields, not to 'price'"),
     (lambda d: _engine(d, "offers").update(subject="hash"), "'subject' must be"),
     (lambda d: _engine(d, "email").update(topic="personalization.offers"), "already the topic of engine 'offers'"),
 ])

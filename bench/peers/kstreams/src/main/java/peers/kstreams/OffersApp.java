@@ -15,6 +15,7 @@ import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.state.KeyValueStore;
+import sun.misc.Signal;
 
 import java.io.IOException;
 import java.nio.file.Path;
@@ -40,7 +41,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * bootstrap, application-id, clickstream-topic, consent-topic, output-topic,
  * threads (num.stream.threads, default 1), idle-exit-s (stop after that many
  * seconds without input while RUNNING; 0 = never), state-dir, policy-version,
- * commit-interval-ms. processing.guarantee is at_least_once.
+ * commit-interval-ms (default: Kafka Streams' own). processing.guarantee is at_least_once.
  * Stops cleanly on SIGTERM/SIGINT. On exit prints one JSON line with counts.
  */
 public final class OffersApp {
@@ -53,7 +54,7 @@ public final class OffersApp {
             "threads", "1",
             "idle-exit-s", "30",
             "policy-version", "default-1",
-            "commit-interval-ms", "1000");
+            "commit-interval-ms", "");  // empty: the Kafka Streams default (30 s for at_least_once)
 
     static final AtomicLong EVENTS = new AtomicLong();
     static final AtomicLong CONSENTS = new AtomicLong();
@@ -123,6 +124,7 @@ public final class OffersApp {
 
         builder.stream(o.get("clickstream-topic"), Consumed.with(keys, json))
                 .peek((k, v) -> { EVENTS.incrementAndGet(); lastInputNanos = System.nanoTime(); })
+                .filter((k, v) -> k != null)  // anonymous traffic has no subject key: dropped
                 .join(consent, (event, c) -> filter.apply(event, c, System.currentTimeMillis()))
                 .filter((k, out) -> out != null)
                 .peek((k, v) -> EMITTED.incrementAndGet())
@@ -138,7 +140,9 @@ public final class OffersApp {
         p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, Integer.parseInt(o.get("threads")));
         p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
         p.put(StreamsConfig.STATE_DIR_CONFIG, o.get("state-dir"));
-        p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, Long.parseLong(o.get("commit-interval-ms")));
+        if (!o.get("commit-interval-ms").isEmpty()) {
+            p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, Long.parseLong(o.get("commit-interval-ms")));
+        }
         p.put(StreamsConfig.DESERIALIZATION_EXCEPTION_HANDLER_CLASS_CONFIG, LogAndContinueExceptionHandler.class);
         p.put(StreamsConfig.consumerPrefix("auto.offset.reset"), "earliest");
         return p;
@@ -163,6 +167,11 @@ public final class OffersApp {
         streams.setStateListener((now, before) -> {
             if (now == KafkaStreams.State.RUNNING) runningSince.compareAndSet(-1, System.nanoTime());
         });
+        // SIGTERM/SIGINT: leave the loop below, close Kafka Streams (commits offsets), exit 0.
+        for (String sig : new String[] {"TERM", "INT"}) {
+            Signal.handle(new Signal(sig), s -> stop.set(true));
+        }
+        // any other way the JVM goes down: still close cleanly
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             stop.set(true);
             try {
@@ -199,6 +208,6 @@ public final class OffersApp {
                 why, EVENTS.get(), CONSENTS.get(), EMITTED.get(), (System.nanoTime() - start) / 1e9);
         System.out.flush();
         closed.countDown();
-        if (!stop.get()) System.exit(code);
+        System.exit(code);
     }
 }

@@ -1,0 +1,288 @@
+"""The batch API: decisions, DLQ, erasure, output keys and formats, counters."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from streams.engine import consent as C
+from streams.engine.batch import BatchResult, Filter, TopicNames
+from streams.engine.codecs import get_codec
+from streams.engine.consent import state_from_bytes, state_to_bytes
+from streams.engine.policy import load_policy
+
+from .helpers import NOW, SECRET, click, consent, purchase
+
+POLICY = load_policy(secret=SECRET)
+T = TopicNames()
+ENGINES = [e.name for e in POLICY.engines]
+JSON = {T.clickstream: "json", T.purchases: "json", T.consent: "json", "output": "json"}
+
+
+def make(formats=JSON, store=None, now=NOW):
+    return Filter(POLICY, T, formats, store=store, clock=lambda: now)
+
+
+_offsets = iter(range(10**9))
+
+
+def crec(subject, record, *, raw=None, key=None, fmt="json"):
+    value = raw if raw is not None else (None if record is None else get_codec("consent_record", fmt).encode(record))
+    k = subject.encode() if key is None else key
+    return (T.consent, 0, next(_offsets), k, value, None, NOW)
+
+
+def erec(event, *, key=None, raw=None, topic=None, fmt="json"):
+    kind = "purchase_event" if event is not None and event.get("event_type") == "purchase" else "click_event"
+    topic = topic or (T.purchases if kind == "purchase_event" else T.clickstream)
+    value = raw if raw is not None else get_codec(kind, fmt).encode(event)
+    if key is None:
+        subject = event.get("subject_id") if event else None
+        key = subject.encode() if subject is not None else None
+    return (topic, 3, next(_offsets), key, value, None, NOW)
+
+
+def by_topic(res: BatchResult, topic):
+    return [r for r in res.records if r[0] == topic]
+
+
+def decisions(res, fmt="json"):
+    codec = get_codec("decision_record", fmt)
+    return [codec.decode(r[2]) for r in by_topic(res, T.decisions)]
+
+
+def reconcile(res: BatchResult, n_inputs: int, fmt="json"):
+    """G3: every input ends as one decision per engine, or as exactly one DLQ entry."""
+    ds = decisions(res, fmt)
+    assert sum(res.emitted.values()) + sum(res.dropped.values()) == res.decided * len(ENGINES)
+    assert res.decided + res.dlq == n_inputs
+    assert len(by_topic(res, T.dlq)) == res.dlq == sum(1 for d in ds if d["outcome"] == "dlq")
+    assert len(ds) == res.decided * len(ENGINES) + res.dlq
+    outputs = sum(len(by_topic(res, e.topic)) for e in POLICY.engines)
+    assert outputs == sum(res.emitted.values()) == sum(1 for d in ds if d["outcome"] == "emitted")
+
+
+def test_emits_per_engine_with_decisions():
+    f = make()
+    f.apply_consent([crec("s-1", consent())])
+    res = f.decide([erec(click()), erec(purchase())])
+    reconcile(res, 2)
+    assert res.emitted == {"offers": 2, "email": 1, "partner_ads": 2}
+    assert res.dropped == {"nothing_permitted": 1}  # email gets nothing from a page view
+    offers = by_topic(res, "personalization.offers")
+    assert [r[1] for r in offers] == [b"s-1", b"s-1"]
+    pa = by_topic(res, "personalization.partner_ads")
+    pseud = POLICY.engine("partner_ads").pseudonym("s-1").encode()
+    assert all(r[1] == pseud for r in pa)
+    out = orjson.loads(pa[0][2])
+    assert out["subject_id"] == pseud.decode() and out["context"]["geo"] == {"country": "DE"}
+    ds = decisions(res)
+    first = [d for d in ds if d["event_id"] == "e-1"]
+    assert [d["engine"] for d in first] == ENGINES
+    d_offers = first[0]
+    assert d_offers == {
+        "event_id": "e-1", "subject_id": "s-1", "engine": "offers", "outcome": "emitted", "reason": None,
+        "consent_version": consent()["updated_at"], "policy_version": POLICY.version,
+        "categories_sent": ["browsing"], "ts": click()["ts"], "decided_at": NOW,
+        "source_topic": T.clickstream, "source_partition": 3, "source_offset": d_offers["source_offset"],
+    }
+    assert first[1]["outcome"] == "dropped" and first[1]["reason"] == "nothing_permitted"
+    assert all(r[1] == b"s-1" for r in by_topic(res, T.decisions))
+
+
+def test_anonymous_events_are_decided_for_every_engine():
+    res = make().decide([erec(click(subject=None)), erec(click(subject=None), key=b"")])
+    reconcile(res, 2)
+    assert res.dropped == {"anonymous": 2 * len(ENGINES)}
+    ds = decisions(res)
+    assert {d["engine"] for d in ds} == set(ENGINES) and all(d["subject_id"] is None for d in ds)
+    assert all(d["consent_version"] is None for d in ds)
+
+
+def test_no_consent_then_consent_then_erasure():
+    f = make()
+    assert f.decide([erec(click())]).dropped == {"no_consent": 3}
+    f.apply_consent([crec("s-1", consent())])
+    assert sum(f.decide([erec(click())]).emitted.values()) == 2
+    res = f.apply_consent([crec("s-1", None)])
+    assert "s-1" not in f.store
+    assert res.erasures == 1 and res.dlq == 0 and not decisions(res)
+    notices = by_topic(res, T.erasures)
+    assert len(notices) == len(ENGINES)
+    got = {orjson.loads(v)["engine"]: (k, orjson.loads(v)) for _, k, v, _ in notices}
+    assert got["offers"][0] == b"s-1"
+    pseud = POLICY.engine("partner_ads").pseudonym("s-1")
+    assert got["partner_ads"][0] == pseud.encode()
+    assert got["partner_ads"][1] == {"subject_id": pseud, "engine": "partner_ads", "erased_at": NOW,
+                                     "consent_version": consent()["updated_at"],
+                                     "policy_version": POLICY.version}
+    # G4: later events of the subject are dropped no_consent
+    assert f.decide([erec(click())]).dropped == {"no_consent": 3}
+    # tombstone for an unknown subject still notifies every engine (idempotent)
+    again = f.apply_consent([crec("s-1", None)])
+    assert len(by_topic(again, T.erasures)) == len(ENGINES)
+    assert orjson.loads(by_topic(again, T.erasures)[0][2])["consent_version"] is None
+
+
+def test_withdrawal_is_effective_immediately():
+    f = make()
+    f.apply_consent([crec("s-1", consent(updated_at=NOW - 10))])
+    f.apply_consent([crec("s-1", consent(updated_at=NOW - 5, granted=()))])
+    assert f.decide([erec(click())]).dropped == {"purpose_denied": 3}
+    # a late-arriving older record does not resurrect the grant
+    f.apply_consent([crec("s-1", consent(updated_at=NOW - 7))])
+    assert f.decide([erec(click())]).dropped == {"purpose_denied": 3}
+
+
+def test_malformed_consent_fails_closed_and_goes_to_dlq():
+    f = make()
+    f.apply_consent([crec("s-1", consent(updated_at=NOW - 10))])
+    bad = crec("s-1", None, raw=b'{"subject_id": "s-1", "updated_at": ')
+    res = f.apply_consent([bad])
+    assert res.dlq == 1 and res.consent == 0
+    (dlq,) = by_topic(res, T.dlq)
+    assert dlq[1] == b"s-1" and dlq[2] == bad[4]
+    headers = dict(dlq[3])
+    assert headers["error.class"] == b"invalid_json"
+    assert headers["source.topic"] == T.consent.encode()
+    assert headers["source.partition"] == b"0" and headers["source.offset"] == str(bad[2]).encode()
+    (d,) = decisions(res)
+    assert d["outcome"] == "dlq" and d["engine"] is None and d["reason"] == "invalid_json"
+    assert d["subject_id"] == "s-1" and d["source_offset"] == bad[2]
+    assert f.store["s-1"][C.FLAGS] & C.BLOCKED
+    r = f.decide([erec(click())])
+    assert r.dropped == {"no_consent": 3}
+    assert all(x["consent_version"] is None for x in decisions(r))
+    # a valid newer record lifts the block
+    f.apply_consent([crec("s-1", consent(updated_at=NOW - 1))])
+    assert sum(f.decide([erec(click())]).emitted.values()) == 2
+
+
+@pytest.mark.parametrize("record, error_class", [
+    (consent(subject="s-2"), "key_mismatch"),
+    (consent(gpc="yes"), "wrong_type"),
+    (consent(purposes={"personalization": {"status": "granted", "granted_at": None}}), "invalid_consent"),
+])
+def test_semantically_bad_consent(record, error_class):
+    f = make()
+    res = f.apply_consent([crec("s-1", record)])
+    assert res.dlq == 1 and decisions(res)[0]["reason"] == error_class
+    assert f.store["s-1"][C.FLAGS] & C.BLOCKED
+
+
+def test_consent_key_problems():
+    f = make()
+    res = f.apply_consent([crec("x", consent(), key=b"\xff\xfe"), (T.consent, 0, 1, None, b"{}", None, NOW)])
+    assert res.dlq == 2
+    assert [d["reason"] for d in decisions(res)] == ["invalid_utf8", "missing_key"]
+    assert f.store == {}
+
+
+def test_unknown_purposes_and_categories_are_counted():
+    rec = consent()
+    rec["purposes"]["telepathy"] = {"status": "granted", "granted_at": 1, "expires_at": None}
+    rec["categories"]["dreams"] = True
+    res = make().apply_consent([crec("s-1", rec)])
+    assert res.ignored == {"unknown_purpose": 1, "unknown_category": 1} and res.consent == 1
+
+
+def test_event_dlq_cases():
+    f = make()
+    f.apply_consent([crec("s-1", consent())])
+    ev = click()
+    inputs = [
+        erec(ev, key=b"\xff"),                                   # key not UTF-8
+        erec(ev, key=b"s-2"),                                    # subject differs from key
+        erec(None, key=b"s-1", raw=b"not json"),                 # undecodable
+        (T.clickstream, 3, 99, b"s-1", None, None, NOW),         # null value
+        erec(purchase(), topic=T.clickstream),                   # wrong kind for the topic
+        erec(dict(ev, event_id="")),                             # empty event id
+        erec(ev),                                                # fine
+    ]
+    res = f.decide(inputs)
+    reconcile(res, len(inputs))
+    ds = [d for d in decisions(res) if d["outcome"] == "dlq"]
+    assert [d["reason"] for d in ds] == ["invalid_utf8", "key_mismatch", "invalid_json", "null_value",
+                                         "schema_mismatch", "invalid_event"]
+    mismatch = ds[1]
+    assert mismatch["event_id"] == "e-1" and mismatch["subject_id"] == "s-2" and mismatch["ts"] == ev["ts"]
+    dlq = by_topic(res, T.dlq)
+    assert [r[1] for r in dlq] == [r[3] for r in inputs[:6]]   # original keys
+    assert [r[2] for r in dlq] == [r[4] for r in inputs[:6]]   # original bytes
+    for entry, src in zip(dlq, inputs):
+        h = dict(entry[3])
+        assert set(h) == {"error.class", "error.message", "source.topic", "source.partition", "source.offset"}
+        assert h["source.offset"] == str(src[2]).encode() and h["source.partition"] == b"3"
+        assert b"s-2" not in h["error.message"] and b"not json" not in h["error.message"]  # G6
+
+
+def test_store_states_round_trip_through_bytes():
+    """A store that keeps bytes (like the faust table) gives the same decisions."""
+
+    class BytesStore(dict):
+        def __setitem__(self, k, v):
+            super().__setitem__(k, state_to_bytes(v))
+
+        def get(self, k, default=None):
+            v = super().get(k)
+            return default if v is None else state_from_bytes(v)
+
+    plain, packed = make(), make(store=BytesStore())
+    for f in (plain, packed):
+        f.apply_consent([crec("s-1", consent()), crec("s-2", consent(subject="s-2", gpc=True))])
+    evs = [erec(click()), erec(purchase(subject="s-2"))]
+    assert plain.decide(evs).records == packed.decide(evs).records
+
+
+def test_state_of_another_policy_vocabulary_is_no_consent():
+    f = make()
+    f.apply_consent([crec("s-1", consent())])
+    s = f.store["s-1"]
+    f.store["s-1"] = s[:C.VOCAB] + (s[C.VOCAB] ^ 1,)
+    res = f.decide([erec(click())])
+    assert res.dropped == {"no_consent": 3}
+
+
+def test_avro_everywhere():
+    fmts = {T.clickstream: "avro", T.purchases: "avro", T.consent: "avro", "output": "avro"}
+    f = make(fmts)
+    res = f.apply_consent([crec("s-1", consent(), fmt="avro"), crec("s-1", None)])
+    assert res.erasures == 1
+    f.apply_consent([crec("s-1", consent(updated_at=NOW), fmt="avro")])
+    res = f.decide([erec(click(), fmt="avro"), erec(purchase(), fmt="avro"), erec(click(), raw=b"{}")])
+    reconcile(res, 3, "avro")
+    assert res.dlq == 1
+    out_codec = get_codec("filtered_event", "avro")
+    (pa, _) = by_topic(res, "personalization.partner_ads")
+    out = out_codec.decode(pa[2])
+    assert out["context"]["geo"]["country"] == "DE" and out["context"]["geo"]["city"] is None
+    assert out["payment_method"] is None
+    (em,) = by_topic(res, "personalization.email")
+    assert out_codec.decode(em[2])["email"] == "jane@example.com"
+    ds = [get_codec("decision_record", "avro").decode(r[2]) for r in by_topic(res, T.decisions)]
+    assert {d["outcome"] for d in ds} == {"emitted", "dropped", "dlq"}
+
+
+def test_output_that_avro_cannot_hold_sends_the_input_to_dlq():
+    fmts = dict(JSON, output="avro")
+    f = make(fmts)
+    f.apply_consent([crec("s-1", consent())])
+    res = f.decide([erec(click(url=12345))])   # JSON input; url must be text in the output schema
+    reconcile(res, 1, "avro")
+    assert res.dlq == 1 and not by_topic(res, "personalization.offers")
+    assert dict(by_topic(res, T.dlq)[0][3])["error.message"].startswith(b"output: ")
+
+
+def test_wrong_topic_is_a_programming_error():
+    f = make()
+    with pytest.raises(ValueError):
+        f.decide([crec("s-1", consent())])
+    with pytest.raises(ValueError):
+        f.apply_consent([erec(click())])
+
+
+def test_apply_consent_store_override():
+    f = make()
+    other: dict = {}
+    f.apply_consent([crec("s-1", consent())], store=other)
+    assert "s-1" in other and f.store == {}
