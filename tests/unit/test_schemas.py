@@ -173,7 +173,9 @@ def test_erasure_notice_fields() -> None:
     f = fields("erasure_notice")
     assert {k: v["type"] for k, v in f.items()} == {
         "subject_id": "string", "engine": "string", "erased_at": "long",
-        "consent_version": ["null", "long"], "policy_version": "string"}
+        "consent_version": ["null", "long"], "policy_version": "string",
+        "pseudonymized": "boolean", "source_topic": ["null", "string"],
+        "source_partition": ["null", "int"], "source_offset": ["null", "long"]}
 
 
 # --- the examples -------------------------------------------------------------
