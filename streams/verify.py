@@ -186,8 +186,8 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
 
     # ---- outputs that no emitted decision accounts for
     for (engine, event_id), recs in outputs.items():
-        if (engine, event_id) not in matched_outputs:
-            for _rec, where in recs:
+        for rec, where in recs:
+            if (engine, event_id, rec.get("consent_version")) not in matched_outputs:
                 res.violate(f"{where}: output record for engine {engine!r} has no emitted decision")
 
     # ---- consent DLQ and erasures
@@ -230,12 +230,13 @@ def _check_decision(res: VerifyResult, d: dict, event: dict, versions: dict, eng
     if outcome == "emitted":
         if want != "emitted":
             res.violate(f"{where}: emitted to {engine!r} but the rule says dropped ({what})")
-        recs = outputs.get(key)
+        # at-least-once may decide an event again under a newer consent: pair outputs by version
+        recs = [r for r in outputs.get(key, []) if r[0].get("consent_version") == d["consent_version"]]
         if not recs:
             res.unaccounted += 1
             res.violate(f"{where}: emitted decision for {engine!r} but no output record")
             return
-        matched.add(key)
+        matched.add((*key, d["consent_version"]))
         for rec, out_where in recs:
             clean = _strip_none(rec)
             problems = reference.violations(clean, event, consent, engine, doc, d["decided_at"], secret)
@@ -248,9 +249,8 @@ def _check_decision(res: VerifyResult, d: dict, event: dict, versions: dict, eng
         elif what != reason:
             res.mismatches += 1
             res.violate(f"{where}: dropped for {engine!r} as {reason!r}, the rule says {what!r}")
-        if key in outputs:
-            matched.add(key)
-            res.violate(f"{where}: dropped for {engine!r} but an output record exists")
+        if any(r[0].get("consent_version") == d["consent_version"] for r in outputs.get(key, [])):
+            res.violate(f"{where}: dropped for {engine!r} but an output record under the same consent exists")
     else:
         res.violate(f"{where}: unknown outcome for {engine!r}")
 

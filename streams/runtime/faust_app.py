@@ -66,6 +66,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         web_port=settings.web_port,
         # commit every second: bounds re-processing after a crash to ~1 s of input
         broker_commit_interval=1.0,
+        # a crashed worker's partitions move after 10 s instead of faust's default 60 s
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         # deep enough that a full batch plus the next fetch fit; the barrier never
         # waits on the consent agent for long, so a full buffer cannot deadlock it
         stream_buffer_maxsize=max(4 * settings.batch_size, 8192),
