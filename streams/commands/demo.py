@@ -95,6 +95,7 @@ def demo(c: Any, duration: float, rate: float, subjects: int, runtime: str | Non
         except BrokerError as exc:
             raise click.ClickException(str(exc)) from None
         console.print(f"Kafka at [bold]{st.bootstrap}[/] (pid {st.pid}; stop it with `pfilter kafka down`)")
+        _drop_old_demo_topics(base)
     run = time.strftime("%H%M%S") + "-" + uuid.uuid4().hex[:4]
     pre = f"demo.{run}."
     s = c.settings(
@@ -141,6 +142,20 @@ def demo(c: Any, duration: float, rate: float, subjects: int, runtime: str | Non
         console.print(f"worker log: {log_file}")
     if not result.ok:
         raise click.ClickException("verify found problems (see above)")
+
+
+def _drop_old_demo_topics(s: Any) -> None:
+    """Earlier demo runs' topics, on our own local broker only (never on a given cluster)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": s.bootstrap})
+    old = [t for t in admin.list_topics(timeout=30).topics if t.startswith(("demo.", "pfilter-demo-"))]
+    if old:
+        for fut in admin.delete_topics(old, operation_timeout=30).values():
+            try:
+                fut.result()
+            except Exception:  # noqa: BLE001 - best effort housekeeping
+                pass
 
 
 def _stream(s: Any, producer: Any, spec: Any, duration: float, rate: float, worker: Any) -> tuple[int, int]:

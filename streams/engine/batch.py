@@ -21,12 +21,19 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.engine.codecs import DecodeError, EncodeError, decode_key, get_codec
+import orjson
+
+from streams.engine.codecs import EVENT_TYPES, AvroCodec, DecodeError, EncodeError, JsonCodec, _write_long, decode_key, get_codec
 from streams.engine.consent import (
-    DELETED, FLAGS, BLOCKED, UPDATED_AT, VOCAB, MalformedConsent, merge,
+    BLOCKED, CATEGORIES, DELETED, EXPIRES_AT, FLAGS, GPC, GRANTED, GRANTED_AT, JURISDICTION, UPDATED_AT,
+    VOCAB, MalformedConsent, merge,
+)
+from streams.engine.decide import (
+    ANONYMOUS, BEFORE_GRANT, EXPIRED, NO_CONSENT, NOTHING_PERMITTED, OPT_OUT, PURPOSE_DENIED, REASONS,
+    REGION_BLOCKED, project,
 )
 from streams.engine.decide import decide as _decide
-from streams.engine.policy import CompiledPolicy
+from streams.engine.policy import CompiledEngine, CompiledPolicy
 
 InputRecord = tuple  # (topic, partition, offset, key, value, headers, timestamp_ms)
 OutRecord = tuple    # (topic, key, value, headers)
@@ -117,6 +124,15 @@ class Filter:
         self._decision_codec = get_codec("decision_record", out)
         self._erasure_codec = get_codec("erasure_notice", out)
         self._engines = policy.engines
+        # fast path (see _fragments, _summaries): built on first use
+        self._frags: Any = None
+        self._fast: list | None = None
+        self._summary_cache: dict[str, tuple] = {}
+        #: event codecs whose decode checks the envelope types (ours, for event kinds)
+        self._enveloped = {c for c in self._event_codecs.values()
+                           if type(c) in (JsonCodec, AvroCodec) and c.kind in EVENT_TYPES}
+        self._anonymous = tuple((ANONYMOUS, _NEVER_AFTER, _NEVER_EXPIRES, None, 0) for _ in policy.engines)
+        self._no_state = tuple((NO_CONSENT, _NEVER_AFTER, _NEVER_EXPIRES, None, 0) for _ in policy.engines)
 
     # ------------------------------------------------------------- helpers
     def _new_result(self) -> BatchResult:
@@ -180,6 +196,9 @@ class Filter:
                 self._dlq(res, rec, MISSING_KEY, "consent record has no key (the subject id)", None)
                 continue
             if value is None:
+                self._summary_cache.pop(subject, None)
+                for fe in self._fast or ():
+                    fe.pseudonyms.pop(subject, None)
                 old = st.pop(subject, None)
                 version = None if old is None or old[FLAGS] & BLOCKED else old[UPDATED_AT]
                 self._erasure_notices(res, subject, version)
@@ -224,6 +243,37 @@ class Filter:
         res.erasures += 1
 
     # ------------------------------------------------------------- events
+    def _fragments(self) -> Any:
+        """The decision/output fragment builder of the output format, or None (codec path).
+
+        Avro needs the codec's schema id: until the codec has one (registry: first
+        encode), decisions go through the codec, which registers."""
+        frags = self._frags
+        if frags is None:
+            codec = self._decision_codec
+            if type(codec) is JsonCodec and type(self._out_codec) is JsonCodec:
+                frags = _JsonFragments(self.policy)
+            elif type(codec) is AvroCodec and codec._header is not None:
+                frags = _AvroFragments(self.policy, codec._header)
+            else:
+                return None
+            self._frags = frags
+            self._fast = [_FastEngine(e, frags) for e in self._engines]
+        return frags
+
+    def _summaries(self, subject: str, state: tuple) -> tuple:
+        """Per-engine summaries of a state (see ``_engine_summary``), cached per subject
+        while the store holds the same state object."""
+        cache = self._summary_cache
+        hit = cache.get(subject)
+        if hit is not None and hit[0] is state:
+            return hit[1]
+        summ = tuple(_engine_summary(e, state) for e in self._engines)
+        if len(cache) >= SUMMARY_CACHE_MAX:
+            cache.clear()
+        cache[subject] = (state, summ)
+        return summ
+
     def decide(self, records: Iterable[InputRecord]) -> BatchResult:
         """Decide click and purchase events for every engine of the policy."""
         res = self._new_result()
@@ -239,15 +289,29 @@ class Filter:
         policy_version = self.policy.version
         vocab_fp = self.policy.vocab.fingerprint
         engines = self._engines
+        frags = self._fragments()
+        fast = self._fast if frags is not None else None
+        anonymous = self._anonymous
+        no_state = self._no_state
+        summaries = self._summaries
+        enveloped = self._enveloped
         for rec in records:
             topic, partition, offset, key, value, _h, timestamp_ms = rec
             codec = codecs.get(topic)
             if codec is None:
                 raise ValueError(f"decide: record of topic {topic!r} is not an event topic")
-            key_subject, problem = self._key(key)
-            if problem is not None:
-                self._dlq(res, rec, problem.error_class, _msg(problem), None)
-                continue
+            if type(key) is bytes:
+                try:
+                    key_subject = key.decode("utf-8")
+                except UnicodeDecodeError:
+                    key_subject, problem = self._key(key)
+                    self._dlq(res, rec, problem.error_class, _msg(problem), None)
+                    continue
+            else:
+                key_subject, problem = self._key(key)
+                if problem is not None:
+                    self._dlq(res, rec, problem.error_class, _msg(problem), None)
+                    continue
             if value is None:
                 self._dlq(res, rec, NULL_VALUE, "event value is null", key_subject)
                 continue
@@ -256,12 +320,20 @@ class Filter:
             except DecodeError as exc:
                 self._dlq(res, rec, exc.error_class, _msg(exc), key_subject)
                 continue
-            problem = _event_problem(event)
+            if codec in enveloped:
+                # the codec checked the envelope's types (event_id str, ts int in the 64-bit
+                # range, subject_id str or null, context object or null): what is left of
+                # _event_problem is empty strings and the one excluded ts
+                subject = event.get("subject_id")
+                problem = (_event_problem(event) if not event["event_id"] or event["ts"] == _TS_MAX or subject == ""
+                           else None)
+            else:
+                problem = _event_problem(event)
+                subject = event.get("subject_id") if problem is None else None
             if problem is not None:
                 self._dlq(res, rec, INVALID_EVENT, problem, key_subject,
                           event.get("event_id") if type(event) is dict else None)
                 continue
-            subject = event.get("subject_id")
             if subject is not None and subject != key_subject:
                 self._dlq(res, rec, KEY_MISMATCH, "subject_id differs from the record key",
                           key_subject, event["event_id"], event["ts"])
@@ -274,9 +346,90 @@ class Filter:
             event_id = event["event_id"]
             ts = event["ts"]
             now = clock()
+            if (fast is not None and type(now) is int and _I64_MIN <= now <= _I64_MAX
+                    and type(partition) is int and _I32_MIN <= partition <= _I32_MAX
+                    and type(offset) is int and _I64_MIN <= offset <= _I64_MAX
+                    and (consent_version is None or type(consent_version) is int)):
+                # ---- fast path: summaries and fragments (same records as the loop below)
+                try:
+                    head = frags.head(event_id, subject)
+                except Exception:  # noqa: BLE001 - not encodable: the codec path says why
+                    head = None
+                if head is not None:
+                    if subject is None:
+                        summ = anonymous
+                    elif state is None:
+                        summ = no_state
+                    else:
+                        summ = summaries(subject, state)
+                    cvp = frags.cvp(consent_version)
+                    tail = frags.tail(ts, now, topic, partition, offset)
+                    drop_rest = cvp + frags.empty + tail
+                    pending = []
+                    sent_to: list[str] = []
+                    reasons: list[str] = []
+                    try:
+                        for fe, (pre, max_ga, min_ea, post, allowed) in zip(fast, summ):
+                            if pre is not None:
+                                reason = pre
+                            elif max_ga > ts:
+                                reason = BEFORE_GRANT
+                            elif not (now < min_ea and ts < min_ea):
+                                reason = EXPIRED
+                            elif post is not None:
+                                reason = post
+                            else:
+                                eng = fe.eng
+                                o, sent = project(eng, event, subject, allowed, ts)
+                                if o is None:
+                                    reason = NOTHING_PERMITTED
+                                else:
+                                    if fe.pseudonymize:
+                                        ps = fe.pseudonyms.get(subject)
+                                        if ps is None:
+                                            ps = eng.pseudonym(subject)
+                                            if len(fe.pseudonyms) >= PSEUDONYM_CACHE_MAX:
+                                                fe.pseudonyms.clear()
+                                            fe.pseudonyms[subject] = ps
+                                        o["subject_id"] = ps
+                                    okey = o["subject_id"].encode("utf-8", "surrogatepass")
+                                    cv = state[UPDATED_AT]
+                                    value_bytes = None
+                                    if frags.output is not None and type(cv) is int:
+                                        try:
+                                            value_bytes = frags.output(o, fe.name, cv)
+                                        except Exception:  # noqa: BLE001 - the codec says why
+                                            value_bytes = None
+                                    if value_bytes is None:
+                                        o["consent_version"] = cv
+                                        o["policy_version"] = eng.policy_version
+                                        o["purposes"] = list(eng.relied_on)
+                                        o["engine"] = fe.name
+                                        value_bytes = enc_out(o)
+                                    pending.append((fe.topic, okey, value_bytes, None))
+                                    sent_to.append(fe.name)
+                                    c = fe.cats.get(sent)
+                                    if c is None:
+                                        c = fe.cats[sent] = frags.cats(eng.category_names(sent))
+                                    pending.append((decisions_topic, key, head + fe.mid_emitted + cvp + c + tail,
+                                                    None))
+                                    continue
+                            reasons.append(reason)
+                            pending.append((decisions_topic, key, head + fe.mids[reason] + drop_rest, None))
+                    except EncodeError as exc:
+                        self._dlq(res, rec, exc.error_class, "output: " + _msg(exc), key_subject, event_id, ts)
+                        continue
+                    out.extend(pending)
+                    res.decided += 1
+                    for name in sent_to:
+                        emitted[name] += 1
+                    for reason in reasons:
+                        dropped[reason] = dropped.get(reason, 0) + 1
+                    continue
+            # ---- codec path: dicts through the codecs
             pending = []
-            sent_to: list[str] = []
-            reasons: list[str] = []
+            sent_to = []
+            reasons = []
             try:
                 for eng in engines:
                     reason, fe, sent = _decide(eng, event, subject, state, now)
@@ -317,6 +470,174 @@ class Filter:
             for reason in reasons:
                 dropped[reason] = dropped.get(reason, 0) + 1
         return res
+
+
+# ---------------------------------------------------------------- fast decision path
+#
+# The rule of decide.py applied per (state, engine) through a summary computed once per
+# consent state, and the records the filter writes assembled from precomputed byte
+# fragments. Each fragment is what the output codec writes for that part of the record
+# (the codecs are the reference; tests/unit/engine/test_fast_path.py checks the bytes
+# are identical), so only the parts that vary per event are encoded per event.
+
+_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+#: ``max granted_at`` / ``min expires_at`` placeholders that never fail a check.
+_NEVER_AFTER = -(1 << 64)
+_NEVER_EXPIRES = 1 << 200
+#: Bound of the per-subject summary cache (entries; cleared when reached).
+SUMMARY_CACHE_MAX = 1 << 20
+#: Bound of each engine's pseudonym cache (entries; cleared when reached).
+PSEUDONYM_CACHE_MAX = 1 << 16
+
+
+def _engine_summary(eng: CompiledEngine, state: tuple) -> tuple:
+    """``(pre, max_granted_at, min_expires_at, post, allowed)`` of one engine for one state.
+
+    ``decide.decide`` for any event reduces to: ``pre`` if set; else ``before_grant``
+    when ``max_granted_at > ts``; else ``expired`` unless ``now < min_expires_at and
+    ts < min_expires_at``; else ``post`` if set; else the projection over ``allowed``."""
+    if state[FLAGS] & BLOCKED or state[VOCAB] != eng.vocab_fp:
+        return NO_CONSENT, _NEVER_AFTER, _NEVER_EXPIRES, None, 0
+    granted = state[GRANTED]
+    needs = eng.needs_mask
+    if granted & needs != needs:
+        return PURPOSE_DENIED, _NEVER_AFTER, _NEVER_EXPIRES, None, 0
+    ga = state[GRANTED_AT]
+    ea = state[EXPIRES_AT]
+    max_ga = _NEVER_AFTER
+    min_ea = _NEVER_EXPIRES
+    for i in eng.needs_idx:
+        if ga[i] > max_ga:
+            max_ga = ga[i]
+        if ea[i] < min_ea:
+            min_ea = ea[i]
+    post = None
+    allowed = 0
+    jur = eng.jurisdictions
+    if eng.third_party and state[GPC]:
+        post = OPT_OUT
+    elif eng.third_party and not granted & eng.tps_bit:
+        post = PURPOSE_DENIED
+    elif jur is not None and state[JURISDICTION] not in jur:
+        post = REGION_BLOCKED
+    else:
+        allowed = eng.categories_mask & state[CATEGORIES]
+        if not allowed:
+            post = NOTHING_PERMITTED
+    return None, max_ga, min_ea, post, allowed
+
+
+def _avro_str(s: str) -> bytes:
+    b = s.encode()
+    return bytes(_write_long(len(b))) + b
+
+
+def _avro_long(n: int) -> bytes:
+    return bytes(_write_long(n))
+
+
+class _JsonFragments:
+    """Decision records and engine outputs as JSON, byte-identical to ``JsonCodec.encode``
+    of the dicts ``Filter`` builds (same keys, same order)."""
+
+    def __init__(self, policy: CompiledPolicy) -> None:
+        d = orjson.dumps
+        self.cvp_suffix = b',"policy_version":' + d(policy.version) + b',"categories_sent":'
+        self.topics: dict[str, bytes] = {}
+        self.empty = b"[]"
+        self.trailers = {
+            eng.name: (b',"consent_version":',
+                       b',"policy_version":' + d(eng.policy_version) + b',"purposes":' + d(list(eng.relied_on))
+                       + b',"engine":' + d(eng.name) + b'}')
+            for eng in policy.engines
+        }
+
+    def mid(self, engine: str | None, outcome: str, reason: str | None) -> bytes:
+        d = orjson.dumps
+        return d(engine) + b',"outcome":' + d(outcome) + b',"reason":' + d(reason) + b',"consent_version":'
+
+    def cats(self, names: list[str]) -> bytes:
+        return orjson.dumps(names)
+
+    def head(self, event_id: str, subject: str | None) -> bytes:
+        return b'{"event_id":' + orjson.dumps(event_id) + b',"subject_id":' + orjson.dumps(subject) + b',"engine":'
+
+    def cvp(self, cv: int | None) -> bytes:
+        return (b"null" if cv is None else b"%d" % cv) + self.cvp_suffix
+
+    def tail(self, ts: int, now: int, topic: str, partition: int, offset: int) -> bytes:
+        t = self.topics.get(topic)
+        if t is None:
+            t = orjson.dumps(topic)
+            if len(self.topics) < 1024:
+                self.topics[topic] = t
+        return b',"ts":%d,"decided_at":%d,"source_topic":%b,"source_partition":%d,"source_offset":%d}' % (
+            ts, now, t, partition, offset)
+
+    def output(self, out: dict, engine: str, cv: int) -> bytes:
+        """An engine output: ``out`` (envelope and fields) then the engine's trailer.
+        Raises (orjson) when ``out`` is not serializable: the caller falls back to the codec."""
+        a, b = self.trailers[engine]
+        return orjson.dumps(out)[:-1] + a + b"%d" % cv + b
+
+
+class _AvroFragments:
+    """Decision records in the Confluent wire format, byte-identical to ``AvroCodec.encode``."""
+
+    def __init__(self, policy: CompiledPolicy, header: bytes) -> None:
+        self.header = header
+        self.cvp_suffix = _avro_str(policy.version)
+        self.topics: dict[str, bytes] = {}
+        self.empty = b"\x00"
+
+    def mid(self, engine: str | None, outcome: str, reason: str | None) -> bytes:
+        return ((b"\x00" if engine is None else b"\x02" + _avro_str(engine)) + _avro_str(outcome)
+                + (b"\x00" if reason is None else b"\x02" + _avro_str(reason)))
+
+    def cats(self, names: list[str]) -> bytes:
+        if not names:
+            return b"\x00"
+        return _avro_long(len(names)) + b"".join(_avro_str(n) for n in names) + b"\x00"
+
+    def head(self, event_id: str, subject: str | None) -> bytes:
+        e = event_id.encode()
+        h = self.header + b"\x02" + bytes(_write_long(len(e))) + e
+        if subject is None:
+            return h + b"\x00"
+        s = subject.encode()
+        return h + b"\x02" + bytes(_write_long(len(s))) + s
+
+    def cvp(self, cv: int | None) -> bytes:
+        return (b"\x00" if cv is None else b"\x02" + bytes(_write_long(cv))) + self.cvp_suffix
+
+    def tail(self, ts: int, now: int, topic: str, partition: int, offset: int) -> bytes:
+        t = self.topics.get(topic)
+        if t is None:
+            t = _avro_str(topic)
+            if len(self.topics) < 1024:
+                self.topics[topic] = t
+        return b"".join((b"\x02", _write_long(ts), _write_long(now), t, _write_long(partition),
+                         _write_long(offset)))
+
+    output = None  # engine outputs go through the codec (dicts)
+
+
+class _FastEngine:
+    """Per-engine constants of the fast path."""
+
+    __slots__ = ("eng", "name", "topic", "mids", "mid_emitted", "cats", "pseudonymize", "pseudonyms")
+
+    def __init__(self, eng: CompiledEngine, frags: Any) -> None:
+        self.eng = eng
+        self.name = eng.name
+        self.topic = eng.topic
+        self.mids = {r: frags.mid(eng.name, DROPPED, r) for r in REASONS}
+        self.mid_emitted = frags.mid(eng.name, EMITTED, None)
+        self.cats: dict[int, tuple[list[str], bytes]] = {}
+        self.pseudonymize = eng.pseudonymize_subject
+        #: subject -> pseudonym (bounded; an erased subject's entry is dropped)
+        self.pseudonyms: dict[str, str] = {}
 
 
 _TS_MIN, _TS_MAX = -(1 << 63), (1 << 63) - 1

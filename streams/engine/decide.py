@@ -83,6 +83,64 @@ def shape_copy(value: Any, shape: Any) -> Any:
     return res
 
 
+def compile_shape(shape: Any) -> Any:
+    """``shape_copy(value, shape)`` as a function of ``value``, generated once per shape
+    (straight-line code instead of the recursive walk); None for a scalar shape (None)."""
+    if shape is None:
+        return None
+    lines = ["def copy(v0):"]
+    counter = [0]
+
+    def var(stem: str) -> str:
+        counter[0] += 1
+        return f"{stem}{counter[0]}"
+
+    def gen(sh: Any, src: str, dst: str, ind: int) -> None:
+        pad = "    " * ind
+        if type(sh) is dict:
+            lines.append(f"{pad}if type({src}) is dict:")
+            lines.append(f"{pad}    {dst} = {{}}")
+            for k, sub in sh.items():
+                x = var("x")
+                lines.append(f"{pad}    {x} = {src}.get({k!r})")
+                lines.append(f"{pad}    if {x} is not None:")
+                if sub is None:
+                    lines.append(f"{pad}        {dst}[{k!r}] = {x}")
+                else:
+                    y = var("y")
+                    gen(sub, x, y, ind + 2)
+                    lines.append(f"{pad}        if {y} is not None:")
+                    lines.append(f"{pad}            {dst}[{k!r}] = {y}")
+            lines.append(f"{pad}    if not {dst}:")
+            lines.append(f"{pad}        {dst} = None")
+            lines.append(f"{pad}else:")
+            lines.append(f"{pad}    {dst} = None")
+        elif type(sh) is list:
+            sub = sh[0]
+            el = var("e")
+            lines.append(f"{pad}if type({src}) is list:")
+            lines.append(f"{pad}    {dst} = []")
+            lines.append(f"{pad}    for {el} in {src}:")
+            if sub is None:
+                lines.append(f"{pad}        if {el} is not None:")
+                lines.append(f"{pad}            {dst}.append({el})")
+            else:
+                c = var("c")
+                gen(sub, el, c, ind + 2)
+                lines.append(f"{pad}        if {c} is not None:")
+                lines.append(f"{pad}            {dst}.append({c})")
+            lines.append(f"{pad}else:")
+            lines.append(f"{pad}    {dst} = None")
+        else:
+            raise ValueError("a shape is None, a dict or a one-element list")
+
+    gen(shape, "v0", "r", 1)
+    lines.append("    return r")
+    namespace: dict[str, Any] = {}
+    exec(compile("\n".join(lines) + "\n", "<shape copy>", "exec"), namespace)  # noqa: S102 - our own shapes
+    return namespace["copy"]
+
+
 def pseudonym_input(value: Any) -> bytes:
     """Bytes a field value is pseudonymized from: UTF-8 for strings, else canonical JSON."""
     if type(value) is str:
@@ -125,9 +183,24 @@ def decide(
     if not allowed:
         return NOTHING_PERMITTED, None, 0
 
-    plan = eng.plans.get(event.get("event_type"))
-    if plan is None:
-        plan = eng.default_plan
+    out, sent = project(eng, event, subject, allowed, ts)
+    if out is None:
+        return NOTHING_PERMITTED, None, 0
+    if eng.pseudonymize_subject:
+        out["subject_id"] = eng.pseudonym(subject)
+    out["consent_version"] = state[UPDATED_AT]
+    out["policy_version"] = eng.policy_version
+    out["purposes"] = list(eng.relied_on)
+    out["engine"] = eng.name
+    return None, out, sent
+
+
+def project(eng: CompiledEngine, event: dict, subject: str, allowed: int, ts: int) -> tuple[dict | None, int]:
+    """Whitelist projection of a (validated) event for an engine, over the categories in
+    ``allowed`` (non-zero): ``(output, sent_mask)``, output holding the envelope and the
+    permitted fields after transforms (the subject not yet pseudonymized, no trailer);
+    ``(None, 0)`` when no permitted field is present. Output is built from the plan's
+    paths only (G1): nothing is copied and then deleted."""
     out = {
         "event_id": event["event_id"],
         "subject_id": subject,
@@ -135,18 +208,19 @@ def decide(
         "ts": ts - ts % HOUR_MS if eng.ts_hour else ts,
     }
     sent = 0
-    for head, rest, parents, leaf, dotted, bit, code, shape in plan:
-        if not allowed & bit:
-            continue
-        v = event.get(head)
-        for k in rest:
-            if v is None:
-                break
-            v = v.get(k) if type(v) is dict else None
+    get = event.get
+    for head, rest, parents, leaf, dotted, bit, code, copy in eng.mask_plan(event.get("event_type"), allowed):
+        v = get(head)
         if v is None:
             continue
-        if shape is not None:
-            v = shape_copy(v, shape)
+        for k in rest:
+            v = v.get(k) if type(v) is dict else None
+            if v is None:
+                break
+        if v is None:
+            continue
+        if copy is not None:
+            v = copy(v)
             if v is None:
                 continue
         if code:
@@ -169,11 +243,5 @@ def decide(
             out[leaf] = v
         sent |= bit
     if not sent:
-        return NOTHING_PERMITTED, None, 0
-    if eng.pseudonymize_subject:
-        out["subject_id"] = eng.pseudonym(subject)
-    out["consent_version"] = state[UPDATED_AT]
-    out["policy_version"] = eng.policy_version
-    out["purposes"] = list(eng.relied_on)
-    out["engine"] = eng.name
-    return None, out, sent
+        return None, 0
+    return out, sent

@@ -117,6 +117,20 @@ class PolicyError(ValueError):
     """The policy cannot be used; the message names what is wrong."""
 
 
+_copiers: dict[int, Any] = {}
+
+
+def _copier(shape: Any) -> Any:
+    """The compiled copier of a shape (decide.compile_shape), one per shape object."""
+    if shape is None:
+        return None
+    c = _copiers.get(id(shape))
+    if c is None or c[0] is not shape:
+        from streams.engine.decide import compile_shape  # decide imports this module
+        c = _copiers[id(shape)] = (shape, compile_shape(shape))
+    return c[1]
+
+
 # ------------------------------------------------------------- compiled objects
 class CompiledEngine:
     """One engine of a compiled policy. Read-only after compilation."""
@@ -125,7 +139,7 @@ class CompiledEngine:
         "name", "topic", "party", "third_party", "needs", "needs_mask", "needs_idx", "relied_on",
         "categories", "categories_mask", "jurisdictions", "pseudonymize_subject", "transforms",
         "plans", "default_plan", "ts_hour", "tps_bit", "policy_version", "_mac", "_sent_names",
-        "_category_names", "field_categories", "vocab_fp",
+        "_category_names", "field_categories", "vocab_fp", "_mask_plans",
     )
 
     def __repr__(self) -> str:  # never shows the key
@@ -146,6 +160,21 @@ class CompiledEngine:
     def subject_ref(self, subject: str) -> str:
         """What this engine knows the subject as: the id, or its pseudonym."""
         return self.pseudonym(subject) if self.pseudonymize_subject else subject
+
+    def mask_plan(self, event_type: Any, allowed: int) -> tuple:
+        """The field plan of an event type restricted to the categories in ``allowed``
+        (entries in plan order; cached per (event type, mask))."""
+        k = (event_type, allowed)
+        plan = self._mask_plans.get(k)
+        if plan is None:
+            full = self.plans.get(event_type) if type(event_type) is str else None
+            if full is None:
+                full = self.default_plan
+            # entries as in ``plans``, the shape replaced by its compiled copier
+            plan = tuple(entry[:7] + (_copier(entry[7]),) for entry in full if allowed & entry[5])
+            if len(self._mask_plans) < 4096:  # event types come from validated input: few
+                self._mask_plans[k] = plan
+        return plan
 
     def category_names(self, mask: int) -> list[str]:
         """Names of the categories in a bitmask, in policy order (cached per mask)."""
@@ -473,4 +502,5 @@ def _compile_engine(
     e.field_categories = {f: c for f, c in field_category.items() if c in e.categories and c != PAYMENT_CATEGORY}
     e._category_names = vocab.categories
     e._sent_names = {}
+    e._mask_plans = {}
     return e

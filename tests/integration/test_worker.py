@@ -21,10 +21,15 @@ pytestmark = pytest.mark.kafka
 ENGINES = ("offers", "email", "partner_ads")
 
 
-@pytest.fixture
-def topics(kafka_settings: Settings) -> Settings:
-    kit.setup_topics(kafka_settings)
-    return kafka_settings
+@pytest.fixture(params=["faust", "fast"])
+def topics(kafka_settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """Every scenario runs on both runtimes: same topics, outputs, decisions and verify."""
+    s = kafka_settings.model_copy(update={
+        "runtime": request.param,
+        "processing_guarantee": "exactly_once" if request.param == "fast" else "at_least_once",
+    })
+    kit.setup_topics(s)
+    return s
 
 
 @pytest.fixture
