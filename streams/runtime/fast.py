@@ -57,8 +57,8 @@ _CKPT_VERSION = 1
 class FastWorker:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
+        make = wiring.filter_factory(settings)  # a bad policy or secret stops us before any I/O
         self.partitions = require_copartitioned(settings)
-        make = wiring.filter_factory(settings)
         self.filter = make(None)
         self.policy = self.filter.policy
         self.eos = settings.processing_guarantee == "exactly_once"

@@ -46,8 +46,8 @@ def _broker_url(bootstrap: str) -> str:
 def create_app(settings: Settings | None = None) -> faust.App:
     """Build the app; refuses to (naming the problem) on bad config, policy or topics."""
     settings = settings or load_settings()
+    filt_factory = wiring.filter_factory(settings)  # a bad policy or secret stops us before any I/O
     partitions = require_copartitioned(settings)
-    filt_factory = wiring.filter_factory(settings)
     topics = wiring.topic_names(settings)
 
     datadir = Path(settings.state_dir) / "faust"
