@@ -23,14 +23,16 @@ from typing import Any
 
 import orjson
 
-from streams.engine.codecs import EVENT_TYPES, AvroCodec, DecodeError, EncodeError, JsonCodec, _write_long, decode_key, get_codec
+from streams.engine.codecs import (
+    _LEN1, EVENT_TYPES, AvroCodec, _check_consent, DecodeError, EncodeError, JsonCodec, _write_long, decode_key, get_codec,
+)
 from streams.engine.consent import (
     BLOCKED, CATEGORIES, DELETED, EXPIRES_AT, FLAGS, GPC, GRANTED, GRANTED_AT, JURISDICTION, UPDATED_AT,
-    VOCAB, MalformedConsent, merge,
+    VOCAB, MalformedConsent, merge, merge_state, parse_wellformed,
 )
 from streams.engine.decide import (
     ANONYMOUS, BEFORE_GRANT, EXPIRED, NO_CONSENT, NOTHING_PERMITTED, OPT_OUT, PURPOSE_DENIED, REASONS,
-    REGION_BLOCKED, project,
+    REGION_BLOCKED, project_plan,
 )
 from streams.engine.decide import decide as _decide
 from streams.engine.policy import CompiledEngine, CompiledPolicy
@@ -131,8 +133,8 @@ class Filter:
         #: event codecs whose decode checks the envelope types (ours, for event kinds)
         self._enveloped = {c for c in self._event_codecs.values()
                            if type(c) in (JsonCodec, AvroCodec) and c.kind in EVENT_TYPES}
-        self._anonymous = tuple((ANONYMOUS, _NEVER_AFTER, _NEVER_EXPIRES, None, 0) for _ in policy.engines)
-        self._no_state = tuple((NO_CONSENT, _NEVER_AFTER, _NEVER_EXPIRES, None, 0) for _ in policy.engines)
+        self._anonymous = tuple((ANONYMOUS, _NEVER_AFTER, _NEVER_EXPIRES, None, 0, None) for _ in policy.engines)
+        self._no_state = tuple((NO_CONSENT, _NEVER_AFTER, _NEVER_EXPIRES, None, 0, None) for _ in policy.engines)
 
     # ------------------------------------------------------------- helpers
     def _new_result(self) -> BatchResult:
@@ -184,6 +186,11 @@ class Filter:
         st = self.store if store is None else store
         vocab = self.policy.vocab
         consent_topic = self.topics.consent
+        codec = self._consent_codec
+        # our codecs validate consent records completely (codecs._check_consent) after
+        # decoding; the fast path below does that check and the parse in one pass
+        raw_decode = (codec._decode_raw if type(codec) in (JsonCodec, AvroCodec) and codec._check is _check_consent
+                      else None)
         for rec in records:
             topic, partition, offset, key, value, _h, _ts = rec
             if topic != consent_topic:
@@ -206,14 +213,24 @@ class Filter:
             current = st.get(subject)
             bad: MalformedConsent | None = None
             try:
-                doc = self._consent_codec.decode(value)
+                doc = raw_decode(value) if raw_decode is not None else codec.decode(value)
             except DecodeError as exc:
                 bad = MalformedConsent(exc.error_class, _msg(exc), None)
             else:
-                try:
-                    new = merge(current, subject, doc, offset, vocab, res.ignored)
-                except MalformedConsent as exc:
-                    bad = exc
+                # fast path: one pass that validates what the codec check and parse_consent
+                # would and builds the state; anything else takes the check and merge below
+                parsed = parse_wellformed(doc, subject, offset, vocab, res.ignored) if raw_decode else None
+                if parsed is not None:
+                    new = merge_state(current, parsed, vocab)
+                else:
+                    try:
+                        if raw_decode is not None:
+                            codec._check(doc)
+                        new = merge(current, subject, doc, offset, vocab, res.ignored)
+                    except DecodeError as exc:
+                        bad = MalformedConsent(exc.error_class, _msg(exc), None)
+                    except MalformedConsent as exc:
+                        bad = exc
             if bad is not None:
                 new = merge(current, subject, bad, offset, vocab)
                 self._dlq(res, rec, bad.error_class, bad.message, subject)
@@ -295,6 +312,7 @@ class Filter:
         no_state = self._no_state
         summaries = self._summaries
         enveloped = self._enveloped
+        cache_get = self._summary_cache.get
         for rec in records:
             topic, partition, offset, key, value, _h, timestamp_ms = rec
             codec = codecs.get(topic)
@@ -345,14 +363,17 @@ class Filter:
                 consent_version = None if state is None else state[UPDATED_AT]
             event_id = event["event_id"]
             ts = event["ts"]
+            event_type = event.get("event_type")
             now = clock()
             if (fast is not None and type(now) is int and _I64_MIN <= now <= _I64_MAX
                     and type(partition) is int and _I32_MIN <= partition <= _I32_MAX
                     and type(offset) is int and _I64_MIN <= offset <= _I64_MAX
-                    and (consent_version is None or type(consent_version) is int)):
+                    and (consent_version is None
+                         or (type(consent_version) is int and _I64_MIN <= consent_version <= _I64_MAX))):
                 # ---- fast path: summaries and fragments (same records as the loop below)
                 try:
-                    head = frags.head(event_id, subject)
+                    head, cvp, tail, drop_rest = frags.event(event_id, subject, consent_version, ts, now, topic,
+                                                             partition, offset)
                 except Exception:  # noqa: BLE001 - not encodable: the codec path says why
                     head = None
                 if head is not None:
@@ -361,15 +382,13 @@ class Filter:
                     elif state is None:
                         summ = no_state
                     else:
-                        summ = summaries(subject, state)
-                    cvp = frags.cvp(consent_version)
-                    tail = frags.tail(ts, now, topic, partition, offset)
-                    drop_rest = cvp + frags.empty + tail
+                        hit = cache_get(subject)
+                        summ = hit[1] if hit is not None and hit[0] is state else summaries(subject, state)
                     pending = []
                     sent_to: list[str] = []
                     reasons: list[str] = []
                     try:
-                        for fe, (pre, max_ga, min_ea, post, allowed) in zip(fast, summ):
+                        for fe, (pre, max_ga, min_ea, post, allowed, plans) in zip(fast, summ):
                             if pre is not None:
                                 reason = pre
                             elif max_ga > ts:
@@ -380,7 +399,10 @@ class Filter:
                                 reason = post
                             else:
                                 eng = fe.eng
-                                o, sent = project(eng, event, subject, allowed, ts)
+                                plan = plans.get(event_type)
+                                if plan is None:
+                                    plan = eng.mask_plan(event_type, allowed)
+                                o, sent = project_plan(eng, event, subject, plan, ts)
                                 if o is None:
                                     reason = NOTHING_PERMITTED
                                 else:
@@ -492,17 +514,18 @@ PSEUDONYM_CACHE_MAX = 1 << 16
 
 
 def _engine_summary(eng: CompiledEngine, state: tuple) -> tuple:
-    """``(pre, max_granted_at, min_expires_at, post, allowed)`` of one engine for one state.
+    """``(pre, max_granted_at, min_expires_at, post, allowed, plans)`` of one engine for one state.
 
     ``decide.decide`` for any event reduces to: ``pre`` if set; else ``before_grant``
     when ``max_granted_at > ts``; else ``expired`` unless ``now < min_expires_at and
-    ts < min_expires_at``; else ``post`` if set; else the projection over ``allowed``."""
+    ts < min_expires_at``; else ``post`` if set; else the projection over ``allowed``
+    (``plans``: ``eng.type_plans(allowed)``)."""
     if state[FLAGS] & BLOCKED or state[VOCAB] != eng.vocab_fp:
-        return NO_CONSENT, _NEVER_AFTER, _NEVER_EXPIRES, None, 0
+        return NO_CONSENT, _NEVER_AFTER, _NEVER_EXPIRES, None, 0, None
     granted = state[GRANTED]
     needs = eng.needs_mask
     if granted & needs != needs:
-        return PURPOSE_DENIED, _NEVER_AFTER, _NEVER_EXPIRES, None, 0
+        return PURPOSE_DENIED, _NEVER_AFTER, _NEVER_EXPIRES, None, 0, None
     ga = state[GRANTED_AT]
     ea = state[EXPIRES_AT]
     max_ga = _NEVER_AFTER
@@ -525,7 +548,7 @@ def _engine_summary(eng: CompiledEngine, state: tuple) -> tuple:
         allowed = eng.categories_mask & state[CATEGORIES]
         if not allowed:
             post = NOTHING_PERMITTED
-    return None, max_ga, min_ea, post, allowed
+    return None, max_ga, min_ea, post, allowed, eng.type_plans(allowed) if allowed else None
 
 
 def _avro_str(s: str) -> bytes:
@@ -545,7 +568,6 @@ class _JsonFragments:
         d = orjson.dumps
         self.cvp_suffix = b',"policy_version":' + d(policy.version) + b',"categories_sent":'
         self.topics: dict[str, bytes] = {}
-        self.empty = b"[]"
         self.trailers = {
             eng.name: (b',"consent_version":',
                        b',"policy_version":' + d(eng.policy_version) + b',"purposes":' + d(list(eng.relied_on))
@@ -560,20 +582,24 @@ class _JsonFragments:
     def cats(self, names: list[str]) -> bytes:
         return orjson.dumps(names)
 
-    def head(self, event_id: str, subject: str | None) -> bytes:
-        return b'{"event_id":' + orjson.dumps(event_id) + b',"subject_id":' + orjson.dumps(subject) + b',"engine":'
-
-    def cvp(self, cv: int | None) -> bytes:
-        return (b"null" if cv is None else b"%d" % cv) + self.cvp_suffix
-
-    def tail(self, ts: int, now: int, topic: str, partition: int, offset: int) -> bytes:
+    def event(self, event_id: str, subject: str | None, cv: int | None, ts: int, now: int, topic: str,
+              partition: int, offset: int) -> tuple[bytes, bytes, bytes, bytes]:
+        """(head, cvp, tail, head-less rest of a drop) of an event's decisions."""
+        d = orjson.dumps
+        head = b'{"event_id":' + d(event_id) + b',"subject_id":' + d(subject) + b',"engine":'
+        cvp = (b"null" if cv is None else b"%d" % cv) + self.cvp_suffix
         t = self.topics.get(topic)
         if t is None:
-            t = orjson.dumps(topic)
-            if len(self.topics) < 1024:
-                self.topics[topic] = t
-        return b',"ts":%d,"decided_at":%d,"source_topic":%b,"source_partition":%d,"source_offset":%d}' % (
+            t = self._topic(topic)
+        tail = b',"ts":%d,"decided_at":%d,"source_topic":%b,"source_partition":%d,"source_offset":%d}' % (
             ts, now, t, partition, offset)
+        return head, cvp, tail, cvp + b"[]" + tail
+
+    def _topic(self, topic: str) -> bytes:
+        t = orjson.dumps(topic)
+        if len(self.topics) < 1024:
+            self.topics[topic] = t
+        return t
 
     def output(self, out: dict, engine: str, cv: int) -> bytes:
         """An engine output: ``out`` (envelope and fields) then the engine's trailer.
@@ -589,7 +615,8 @@ class _AvroFragments:
         self.header = header
         self.cvp_suffix = _avro_str(policy.version)
         self.topics: dict[str, bytes] = {}
-        self.empty = b"\x00"
+        self._now: Any = None
+        self._now_bytes = b""
 
     def mid(self, engine: str | None, outcome: str, reason: str | None) -> bytes:
         return ((b"\x00" if engine is None else b"\x02" + _avro_str(engine)) + _avro_str(outcome)
@@ -600,25 +627,33 @@ class _AvroFragments:
             return b"\x00"
         return _avro_long(len(names)) + b"".join(_avro_str(n) for n in names) + b"\x00"
 
-    def head(self, event_id: str, subject: str | None) -> bytes:
+    def event(self, event_id: str, subject: str | None, cv: int | None, ts: int, now: int, topic: str,
+              partition: int, offset: int) -> tuple[bytes, bytes, bytes, bytes]:
+        """(head, cvp, tail, head-less rest of a drop) of an event's decisions."""
         e = event_id.encode()
-        h = self.header + b"\x02" + bytes(_write_long(len(e))) + e
+        n = len(e)
+        head = self.header + b"\x02" + (_LEN1[n] if n < 64 else _write_long(n)) + e
         if subject is None:
-            return h + b"\x00"
-        s = subject.encode()
-        return h + b"\x02" + bytes(_write_long(len(s))) + s
-
-    def cvp(self, cv: int | None) -> bytes:
-        return (b"\x00" if cv is None else b"\x02" + bytes(_write_long(cv))) + self.cvp_suffix
-
-    def tail(self, ts: int, now: int, topic: str, partition: int, offset: int) -> bytes:
+            head += b"\x00"
+        else:
+            s = subject.encode()
+            n = len(s)
+            head += b"\x02" + (_LEN1[n] if n < 64 else _write_long(n)) + s
+        cvp = (b"\x00" if cv is None else b"\x02" + _write_long(cv)) + self.cvp_suffix
         t = self.topics.get(topic)
         if t is None:
-            t = _avro_str(topic)
-            if len(self.topics) < 1024:
-                self.topics[topic] = t
-        return b"".join((b"\x02", _write_long(ts), _write_long(now), t, _write_long(partition),
-                         _write_long(offset)))
+            t = self._topic(topic)
+        if now != self._now:
+            self._now = now
+            self._now_bytes = bytes(_write_long(now))
+        tail = b"".join((b"\x02", _write_long(ts), self._now_bytes, t, _write_long(partition), _write_long(offset)))
+        return head, cvp, tail, cvp + b"\x00" + tail
+
+    def _topic(self, topic: str) -> bytes:
+        t = _avro_str(topic)
+        if len(self.topics) < 1024:
+            self.topics[topic] = t
+        return t
 
     output = None  # engine outputs go through the codec (dicts)
 

@@ -491,6 +491,7 @@ class JsonCodec:
         self._check = _make_check(kind)
 
     def decode(self, data: bytes) -> dict[str, Any]:
+        # _decode_raw inlined (hot path), then the kind's validation
         if len(data) > self.max_bytes:
             raise _oversize(len(data), self.max_bytes)
         pos = None
@@ -506,6 +507,25 @@ class JsonCodec:
         if type(obj) is not dict:
             raise DecodeError("not_an_object", f"JSON value is {_json_type_name(obj)}, not an object")
         self._check(obj)
+        return obj
+
+    def _decode_raw(self, data: bytes) -> dict[str, Any]:
+        """``decode`` without the kind's validation (the caller runs ``_check`` or an
+        equivalent, e.g. the consent fast path of ``Filter.apply_consent``)."""
+        if len(data) > self.max_bytes:
+            raise _oversize(len(data), self.max_bytes)
+        pos = None
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            obj = _FAILED
+            pos = exc.pos
+        except TypeError:  # not bytes-like at all (a runtime bug, but keep the boundary tight)
+            obj = _FAILED
+        if obj is _FAILED:  # raised here, outside the except block: no chained error
+            raise _json_error(data, pos)
+        if type(obj) is not dict:
+            raise DecodeError("not_an_object", f"JSON value is {_json_type_name(obj)}, not an object")
         return obj
 
     def encode(self, obj: dict[str, Any]) -> bytes:
@@ -732,7 +752,20 @@ class _Gen:
         self.emit(ind + 1, "p += 1")
         self.emit(ind + 1, f"{target} = ({target} >> 1) ^ -({target} & 1)")
         self.emit(ind, "else:")
-        self.emit(ind + 1, f"{target}, p = _rv(b, p)")
+        # inline, unrolled to 6 bytes (epoch-ms timestamps take 6); longer: the general loop
+        self.emit(ind + 1, "_x = b[p + 1]")
+        self.emit(ind + 1, f"{target} = ({target} & 127) | (_x & 127) << 7")
+        for k in range(2, 7):
+            i = ind + k - 1
+            self.emit(i, "if _x < 128:")
+            self.emit(i + 1, f"p += {k}")
+            self.emit(i + 1, f"{target} = ({target} >> 1) ^ -({target} & 1)")
+            self.emit(i, "else:")
+            if k < 6:
+                self.emit(i + 1, f"_x = b[p + {k}]")
+                self.emit(i + 1, f"{target} |= (_x & 127) << {7 * k}")
+            else:
+                self.emit(i + 1, f"{target}, p = _rvl(b, p)")
 
     def read(self, t: Any, ns: str, target: str, ind: int) -> None:
         t, ns = self.resolve(t, ns)
@@ -895,7 +928,7 @@ def _compile(raw: dict[str, Any], what: str) -> Callable:
         gen.write(raw, "", "o", 1)
         gen.emit(1, "return out")
     namespace: dict[str, Any] = {
-        "_rv": _read_varint, "_ud": _unpack_double, "_Bad": _Bad, "_wl": _write_long,
+        "_rv": _read_varint, "_rvl": _read_varint_long, "_ud": _unpack_double, "_Bad": _Bad, "_wl": _write_long,
         "_pd": _pack_double, "_L1": _LEN1, **gen.consts,
     }
     code = compile("\n".join(gen.lines) + "\n", f"<avro {what} {raw.get('name')}>", "exec")
@@ -978,6 +1011,13 @@ class AvroCodec:
     # -- decode -------------------------------------------------------------
 
     def decode(self, data: bytes) -> dict[str, Any]:
+        obj = self._decode_raw(data)
+        if self._check is not None:
+            self._check(obj)
+        return obj
+
+    def _decode_raw(self, data: bytes) -> dict[str, Any]:
+        """``decode`` without the kind's validation (see ``JsonCodec._decode_raw``)."""
         n = len(data)
         if n > self.max_bytes:
             raise _oversize(n, self.max_bytes)
@@ -1027,8 +1067,6 @@ class AvroCodec:
             )
         if type(obj) is not dict:  # only a writer schema from the registry could do this
             raise DecodeError("schema_mismatch", f"schema id {sid} does not describe a record")
-        if self._check is not None:
-            self._check(obj)
         return obj
 
     def _writer_for(self, sid: int) -> dict[str, Any]:

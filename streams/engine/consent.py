@@ -38,6 +38,7 @@ Merge rules (``merge``):
 
 from __future__ import annotations
 
+import operator
 import struct
 import zlib
 from collections.abc import Iterable, MutableMapping
@@ -205,6 +206,103 @@ def parse_consent(
             vocab.fingerprint)
 
 
+def parse_wellformed(
+    record: dict,
+    key_subject: str,
+    offset: int,
+    vocab: Vocabulary,
+    counts: MutableMapping[str, int] | None = None,
+) -> ConsentState | None:
+    """``parse_consent`` of a record that also passes the codecs' consent check, in one pass.
+
+    Returns the state only for a record that the codec's complete validation accepts
+    and ``parse_consent`` turns into that same state (counting unknown purposes and
+    categories the same way); returns None, counting nothing, for anything else (the
+    caller then runs the codec check and ``merge``, which say what is wrong)."""
+    if type(record) is not dict or type(offset) is not int or not _I64_MIN <= offset <= _I64_MAX:
+        return None
+    get = record.get
+    updated_at = get("updated_at")
+    if type(updated_at) is not int or not _I64_MIN <= updated_at <= _I64_MAX:
+        return None
+    subject = get("subject_id")
+    if type(subject) is not str or subject != key_subject:
+        return None
+    purposes = get("purposes")
+    categories = get("categories")
+    jur = get("jurisdiction")
+    gpc = get("gpc")
+    tcf = get("tcf")
+    if (type(purposes) is not dict or type(categories) is not dict or type(jur) is not str
+            or type(gpc) is not bool or (tcf is not None and type(tcf) is not str)):
+        return None
+    if len(jur) > MAX_JURISDICTION_BYTES // 4 and len(jur.encode("utf-8", "surrogatepass")) > MAX_JURISDICTION_BYTES:
+        return None
+    n = len(vocab.purposes)
+    granted_at = [NOT_GRANTED] * n
+    expires_at = [NOT_GRANTED] * n
+    granted = 0
+    unknown_p = 0
+    pidx = vocab.purpose_index
+    lo, hi = _I64_MIN, _I64_MAX
+    for name, entry in purposes.items():
+        if type(entry) is not dict:
+            return None
+        status = entry.get("status")
+        ga = entry.get("granted_at")
+        ea = entry.get("expires_at")
+        if ga is not None and (type(ga) is not int or not lo <= ga <= hi):
+            return None
+        if ea is not None and (type(ea) is not int or not lo <= ea <= hi):
+            return None
+        if type(status) is not str:
+            return None
+        i = pidx.get(name)
+        if status == "granted":
+            if i is None:
+                unknown_p += 1
+                continue
+            if ga is None:
+                return None
+            granted |= 1 << i
+            granted_at[i] = ga
+            expires_at[i] = NO_EXPIRY if ea is None else ea
+        elif status == "denied" or status == "withdrawn":
+            if i is None:
+                unknown_p += 1
+        else:
+            return None
+    cmask = 0
+    unknown_c = 0
+    cidx = vocab.category_index
+    for name, value in categories.items():
+        if type(value) is not bool:
+            return None
+        j = cidx.get(name)
+        if j is None:
+            unknown_c += 1
+        elif value:
+            cmask |= 1 << j
+    if counts is not None:
+        if unknown_p:
+            counts["unknown_purpose"] = counts.get("unknown_purpose", 0) + unknown_p
+        if unknown_c:
+            counts["unknown_category"] = counts.get("unknown_category", 0) + unknown_c
+    return (updated_at, offset, granted, tuple(granted_at), tuple(expires_at), cmask, jur, gpc, 0,
+            vocab.fingerprint)
+
+
+def merge_state(current: ConsentState | None, new: ConsentState, vocab: Vocabulary) -> ConsentState:
+    """``merge`` of a record already parsed into ``new`` (see ``parse_wellformed``)."""
+    if current is None or current[VOCAB] != vocab.fingerprint:
+        return new
+    cu = current[UPDATED_AT]
+    u = new[UPDATED_AT]
+    if u > cu or (u == cu and new[OFFSET] > current[OFFSET]):
+        return new
+    return current
+
+
 def blocked_state(updated_at: int, offset: int, vocab: Vocabulary) -> ConsentState:
     """A state that grants nothing; ``updated_at`` is the bar a valid record must reach."""
     n = len(vocab.purposes)
@@ -291,23 +389,53 @@ def state_to_bytes(state: ConsentState) -> bytes:
     return b"".join(parts)
 
 
+#: (n purposes, granted mask) -> (Struct of the pairs, granted_at getter, expires_at getter)
+_PAIR_PLANS: dict[tuple[int, int], tuple[struct.Struct, Any, Any]] = {}
+
+
+def _pair_plan(n: int, granted: int) -> tuple[struct.Struct, Any, Any]:
+    """How to read the pairs of a state: one Struct for all of them, and getters that
+    build the granted_at / expires_at tuples from its values plus a trailing NOT_GRANTED."""
+    idx = [i for i in range(n) if granted >> i & 1]
+    pairs = struct.Struct(">" + "qq" * len(idx))
+    none = 2 * len(idx)  # index of the NOT_GRANTED appended to the values
+    pos = {i: k for k, i in enumerate(idx)}
+    ga = [2 * pos[i] if i in pos else none for i in range(n)]
+    ea = [2 * pos[i] + 1 if i in pos else none for i in range(n)]
+
+    def getter(items: list[int]) -> Any:
+        if not items:
+            return lambda vals: ()
+        if len(items) == 1:
+            k = items[0]
+            return lambda vals: (vals[k],)
+        return operator.itemgetter(*items)
+
+    plan = (pairs, getter(ga), getter(ea))
+    if len(_PAIR_PLANS) < 4096:
+        _PAIR_PLANS[(n, granted)] = plan
+    return plan
+
+
+_NOT_GRANTED_TAIL = (NOT_GRANTED,)
+
+
 def state_from_bytes(data: bytes) -> ConsentState:
     """Inverse of ``state_to_bytes``. Raises ValueError on bytes it did not write."""
     try:
         ver, flags, gpc, n, vocab, updated_at, offset, granted, cmask = _HEAD.unpack_from(data, 0)
         if ver != _FORMAT_VERSION:
             raise ValueError(f"unknown consent state format version {ver}")
-        pos = _HEAD.size
-        granted_at = [NOT_GRANTED] * n
-        expires_at = [NOT_GRANTED] * n
-        for i in range(n):
-            if granted >> i & 1:
-                granted_at[i], expires_at[i] = _PAIR.unpack_from(data, pos)
-                pos += _PAIR.size
+        plan = _PAIR_PLANS.get((n, granted))
+        if plan is None:
+            plan = _pair_plan(n, granted)
+        pairs, get_ga, get_ea = plan
+        vals = pairs.unpack_from(data, _HEAD.size) + _NOT_GRANTED_TAIL
+        pos = _HEAD.size + pairs.size
         ln = data[pos]
         jur = bytes(data[pos + 1: pos + 1 + ln]).decode("utf-8", "surrogatepass")
         if pos + 1 + ln != len(data):
             raise ValueError("consent state has trailing or missing bytes")
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
         raise ValueError(f"not a consent state: {exc.__class__.__name__}") from None
-    return (updated_at, offset, granted, tuple(granted_at), tuple(expires_at), cmask, jur, bool(gpc), flags, vocab)
+    return (updated_at, offset, granted, get_ga(vals), get_ea(vals), cmask, jur, bool(gpc), flags, vocab)

@@ -201,6 +201,13 @@ def project(eng: CompiledEngine, event: dict, subject: str, allowed: int, ts: in
     permitted fields after transforms (the subject not yet pseudonymized, no trailer);
     ``(None, 0)`` when no permitted field is present. Output is built from the plan's
     paths only (G1): nothing is copied and then deleted."""
+    return project_plan(eng, event, subject, eng.mask_plan(event.get("event_type"), allowed), ts)
+
+
+def project_plan(eng: CompiledEngine, event: dict, subject: str, plan: tuple, ts: int) -> tuple[dict | None, int]:
+    """``project`` over a plan from ``eng.mask_plan``."""
+    if not plan:
+        return None, 0
     out = {
         "event_id": event["event_id"],
         "subject_id": subject,
@@ -209,7 +216,7 @@ def project(eng: CompiledEngine, event: dict, subject: str, allowed: int, ts: in
     }
     sent = 0
     get = event.get
-    for head, rest, parents, leaf, dotted, bit, code, copy in eng.mask_plan(event.get("event_type"), allowed):
+    for head, rest, parents, leaf, dotted, bit, code, copy in plan:
         v = get(head)
         if v is None:
             continue

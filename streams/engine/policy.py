@@ -139,7 +139,7 @@ class CompiledEngine:
         "name", "topic", "party", "third_party", "needs", "needs_mask", "needs_idx", "relied_on",
         "categories", "categories_mask", "jurisdictions", "pseudonymize_subject", "transforms",
         "plans", "default_plan", "ts_hour", "tps_bit", "policy_version", "_mac", "_sent_names",
-        "_category_names", "field_categories", "vocab_fp", "_mask_plans",
+        "_category_names", "field_categories", "vocab_fp", "_mask_plans", "_type_plans",
     )
 
     def __repr__(self) -> str:  # never shows the key
@@ -175,6 +175,16 @@ class CompiledEngine:
             if len(self._mask_plans) < 4096:  # event types come from validated input: few
                 self._mask_plans[k] = plan
         return plan
+
+    def type_plans(self, allowed: int) -> dict[str, tuple]:
+        """``{event_type: mask_plan(event_type, allowed)}`` for every known event type
+        (cached per mask; one shared dict)."""
+        plans = self._type_plans.get(allowed)
+        if plans is None:
+            plans = {t: self.mask_plan(t, allowed) for t in self.plans}
+            if len(self._type_plans) < 4096:
+                self._type_plans[allowed] = plans
+        return plans
 
     def category_names(self, mask: int) -> list[str]:
         """Names of the categories in a bitmask, in policy order (cached per mask)."""
@@ -503,4 +513,5 @@ def _compile_engine(
     e._category_names = vocab.categories
     e._sent_names = {}
     e._mask_plans = {}
+    e._type_plans = {}
     return e
