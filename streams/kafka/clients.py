@@ -9,10 +9,10 @@ consent on different partitions, and the per-partition join would miss.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from streams.config import Settings
-
 
 
 def admin_config(settings: Settings) -> dict[str, Any]:
@@ -34,6 +34,30 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     }
     cfg.update(overrides)
     return cfg
+
+
+#: Outputs per worker batch: up to ~4 records (3 engines' decisions plus the
+#: emitted events) per input event, so a commit interval at 60,000 events/s
+#: queues ~60,000 records; 500,000 rides out a broker pause of a few seconds
+#: before produce() raises BufferError (handled: poll, then retry).
+OUTPUT_QUEUE_MAX_MESSAGES = 500_000
+
+
+def output_producer_config(settings: Settings, on_error: Callable[[Any, Any], None],
+                           **overrides: Any) -> dict[str, Any]:
+    """The workers' output producer: delivery reports for *failed* records only.
+
+    A Python callback per acknowledged record costs about as much as the
+    produce() call itself (measured: 0.7 M vs 1.4 M records/s acknowledged);
+    success needs no report because the worker only commits after flush() (at
+    least once) or commit_transaction() (exactly once) returned, and either
+    fails if a record was not delivered."""
+    return producer_config(settings, **{
+        "on_delivery": on_error,
+        "delivery.report.only.error": True,
+        "queue.buffering.max.messages": OUTPUT_QUEUE_MAX_MESSAGES,
+        **overrides,
+    })
 
 
 def consumer_config(settings: Settings, group_id: str | None = None, **overrides: Any) -> dict[str, Any]:

@@ -30,7 +30,6 @@ import faust
 from streams import metrics, wiring
 from streams.config import Settings, load_settings
 from streams.kafka.admin import require_copartitioned
-from streams.kafka.clients import producer_config
 from streams.logs import kv
 from streams.runtime.barrier import ConsentSideReader, RevocationBarrier
 from streams.runtime.sink import Sink
@@ -100,7 +99,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     event_topic = app.topic(settings.topic_clickstream, settings.topic_purchases, key_type=bytes,
                             value_type=bytes, key_serializer="raw", value_serializer="raw")
 
-    sink = Sink(producer_config(settings))
+    sink = Sink(settings)
     writer = filt_factory(None)  # the consent agent's engine: its store is set per event
     reader = ConsentSideReader(settings.bootstrap, settings.topic_consent, settings.group_id)
 

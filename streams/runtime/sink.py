@@ -14,6 +14,9 @@ from collections.abc import Sequence
 
 from confluent_kafka import KafkaException, Producer
 
+from streams.config import Settings
+from streams.kafka.clients import output_producer_config
+
 #: Upper bound for one flush. A healthy local broker acks a batch in
 #: milliseconds; a minute means the cluster is unavailable and the worker
 #: should crash (and be restarted) rather than ack unsent outputs.
@@ -25,10 +28,10 @@ class DeliveryError(RuntimeError):
 
 
 class Sink:
-    def __init__(self, producer_config: dict) -> None:
-        self._producer = Producer(producer_config)
+    def __init__(self, settings: Settings) -> None:
         self._failed = 0
         self._first_error: str | None = None
+        self._producer = Producer(output_producer_config(settings, self._on_delivery))
 
     def _on_delivery(self, err, msg) -> None:  # noqa: ANN001
         if err is not None:
@@ -39,11 +42,13 @@ class Sink:
 
     def produce_all(self, records: Sequence[tuple]) -> None:
         produce = self._producer.produce
-        cb = self._on_delivery
         for topic, key, value, headers in records:
             while True:
                 try:
-                    produce(topic, value, key, headers=headers, on_delivery=cb)
+                    if headers is None:
+                        produce(topic, value, key)  # positional: keyword parsing costs per record
+                    else:
+                        produce(topic, value, key, headers=headers)
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     self._producer.poll(0.05)
