@@ -12,7 +12,11 @@ the erasure notices and the DLQ, and checks with ``streams.engine.reference``
 - the rule gives every ``dropped`` decision the same first failing reason;
 - G3: every input record has exactly one outcome per engine (or one ``dlq``
   decision and a DLQ entry); at-least-once duplicates of identical decisions
-  are counted, and are violations only with ``--exactly-once``;
+  are counted, and are violations only with ``--exactly-once``. Without it,
+  an ``emitted`` decision whose output is missing is accepted only when the
+  same input was decided again for that engine later (the at-least-once
+  workers write decisions before outputs, so a crash between the two leaves
+  exactly that); the last decision of every input must be complete;
 - G4: every tombstone produced an erasure notice for every engine, keyed by
   that engine's subject reference.
 
@@ -49,6 +53,7 @@ class VerifyResult:
     mismatches: int = 0            # dropped with another reason than the rule's
     unaccounted: int = 0           # inputs with a missing outcome
     duplicates: int = 0            # repeated identical decisions/outputs (at-least-once)
+    redone: int = 0                # emitted decisions whose output a crash cut off, decided again later
     unverifiable: int = 0          # consent version no longer in the (compacted) log
     erasures_expected: int = 0
     erasures_found: int = 0
@@ -182,7 +187,7 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
                 # at-least-once reprocessing decides again later; each must be right on its own
                 pass
             for d in got:
-                _check_decision(res, d, event, versions, engine, doc, secret, outputs, matched_outputs, where)
+                _check_decision(res, d, event, versions, engine, doc, secret, outputs, matched_outputs, where, got)
 
     # ---- outputs that no emitted decision accounts for
     for (engine, event_id), recs in outputs.items():
@@ -213,7 +218,9 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
 
 
 def _check_decision(res: VerifyResult, d: dict, event: dict, versions: dict, engine: str, doc: dict,
-                    secret: bytes | None, outputs: dict, matched: set, where: str) -> None:
+                    secret: bytes | None, outputs: dict, matched: set, where: str,
+                    others: list[dict] = ()) -> None:  # type: ignore[assignment]
+    """``others``: every decision about the same input and engine (``d`` among them)."""
     outcome, reason = d["outcome"], d["reason"]
     res.outcomes[(engine, outcome, reason)] += 1
     subject = event.get("subject_id")
@@ -233,6 +240,11 @@ def _check_decision(res: VerifyResult, d: dict, event: dict, versions: dict, eng
         # at-least-once may decide an event again under a newer consent: pair outputs by version
         recs = [r for r in outputs.get(key, []) if r[0].get("consent_version") == d["consent_version"]]
         if not recs:
+            if not res.exactly_once and any(o["decided_at"] > d["decided_at"] for o in others):
+                # at least once: the worker stopped between writing this decision and its
+                # output (decisions go first), so the input was decided again later
+                res.redone += 1
+                return
             res.unaccounted += 1
             res.violate(f"{where}: emitted decision for {engine!r} but no output record")
             return
@@ -272,6 +284,7 @@ def render_report(res: VerifyResult) -> str:
     lines.append(f"violations: {res.violation_count}   reason mismatches: {res.mismatches}   "
                  f"inputs without an outcome: {res.unaccounted}")
     lines.append(f"duplicates (at-least-once redelivery): {res.duplicates}   "
+                 f"emitted decisions cut off by a crash and decided again: {res.redone}   "
                  f"decisions under a compacted-away consent version: {res.unverifiable}")
     lines.append(f"erasure notices: {res.erasures_found}/{res.erasures_expected}")
     for v in res.violations:
@@ -292,6 +305,7 @@ def as_json(res: VerifyResult) -> dict:
         "mismatches": res.mismatches,
         "unaccounted": res.unaccounted,
         "duplicates": res.duplicates,
+        "redone": res.redone,
         "unverifiable": res.unverifiable,
         "erasures_expected": res.erasures_expected,
         "erasures_found": res.erasures_found,

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_END, OFFSET_INVALID, Consumer, KafkaError, TopicPartition
 
 from streams import metrics
 from streams.logs import kv
@@ -57,16 +57,22 @@ class ConsentSideReader:
             "isolation.level": "read_uncommitted", "fetch.wait.max.ms": 10,
         })
 
-    def high_watermark(self, partition: int) -> int:
-        _, high = self._meta.get_watermark_offsets(
-            TopicPartition(self.topic, partition), timeout=10, cached=False
-        )
-        return high
+    def ends(self, partitions: list[int]) -> dict[int, int]:
+        """End offset of each consent partition, asked of the broker now: one ListOffsets
+        request, on a connection that carries no fetch (the broker answers a
+        connection's requests in order, so behind a fetch long-poll it would wait)."""
+        tps = [TopicPartition(self.topic, p, OFFSET_END) for p in partitions]
+        out = {}
+        for tp in self._meta.offsets_for_times(tps, timeout=10):
+            if tp.error is not None:
+                raise RuntimeError(f"consent end offsets unavailable: {tp.error.name()}")
+            out[tp.partition] = tp.offset
+        return out
 
-    def committed(self, partition: int) -> int:
-        """The faust group's committed offset (next to read), or -1."""
-        tp = self._meta.committed([TopicPartition(self.topic, partition)], timeout=10)[0]
-        return -1 if tp.offset == OFFSET_INVALID or tp.offset < 0 else tp.offset
+    def committed(self, partitions: list[int]) -> dict[int, int]:
+        """The faust group's committed offsets (next to read), or -1 each."""
+        tps = self._meta.committed([TopicPartition(self.topic, p) for p in partitions], timeout=10)
+        return {tp.partition: -1 if tp.offset == OFFSET_INVALID or tp.offset < 0 else tp.offset for tp in tps}
 
     def read(self, partition: int, start: int, end: int) -> list[tuple]:
         """Consent records with start <= offset < end as engine InputRecords."""
@@ -138,40 +144,52 @@ class RevocationBarrier:
     def _done(self, p: int) -> int:
         return max(self.processed.get(p, -1), self._base.get(p, -1))
 
-    async def store_for(self, partition: int) -> Any:
-        """A store that reflects consent partition p up to its current high watermark."""
+    async def stores_for(self, partitions: list[int]) -> dict[int, Any]:
+        """Per partition, a store that reflects its consent partition up to the end offset
+        asked of the broker now (after the events were fetched)."""
         from streams.runtime.stores import Overlay
 
-        p = partition
         async with self.lock:
-            if p not in self._base:
-                self._base[p] = await self._run(self._reader.committed, p) - 1
-            target = await self._run(self._reader.high_watermark, p) - 1
+            new = [p for p in partitions if p not in self._base]
+            if new:
+                for p, off in (await self._run(self._reader.committed, new)).items():
+                    self._base[p] = off - 1
+            targets = {p: end - 1 for p, end in (await self._run(self._reader.ends, partitions)).items()}
+
+            def behind() -> bool:
+                return any(max(self._done(p), self._overlay_upto.get(p, -1)) < t for p, t in targets.items())
+
+            # a short wait lets the consent agent catch up in steady state; only when
+            # neither it nor the overlay reached a target
             deadline = time.monotonic() + WAIT_FOR_AGENT_S
-            while self._done(p) < target and time.monotonic() < deadline:
+            while behind() and time.monotonic() < deadline:
                 self._progress.clear()
                 try:
                     await asyncio.wait_for(self._progress.wait(), timeout=max(0.0, deadline - time.monotonic()))
                 except asyncio.TimeoutError:
                     break
-            done = self._done(p)
-            metrics.CONSENT_LAG.labels(str(p)).set(max(0, target - done))
-            # the agent passed the overlay: the table alone is current
-            if p in self._overlay and done >= self._overlay_upto[p]:
-                del self._overlay[p]
-                del self._overlay_upto[p]
-            have = max(done, self._overlay_upto.get(p, -1))
-            base_view = self._table_view(p)
-            if have < target:
-                records = await self._run(self._reader.read, p, have + 1, target + 1)
-                over = self._overlay.setdefault(p, {})
-                view = Overlay(over, base_view)
-                if records:
-                    self._apply_ahead(records, view)
-                    metrics.BARRIER_CATCHUP.inc(len(records))
-                    log.debug("barrier read-ahead %s", kv(partition=p, records=len(records), upto=target))
-                self._overlay_upto[p] = target
-                return view
-            if p in self._overlay:
-                return Overlay(self._overlay[p], base_view)
-            return base_view
+            stores = {}
+            for p, target in targets.items():
+                done = self._done(p)
+                metrics.CONSENT_LAG.labels(str(p)).set(max(0, target - done))
+                # the agent passed the overlay: the table alone is current
+                if p in self._overlay and done >= self._overlay_upto[p]:
+                    del self._overlay[p]
+                    del self._overlay_upto[p]
+                have = max(done, self._overlay_upto.get(p, -1))
+                base_view = self._table_view(p)
+                if have < target:
+                    records = await self._run(self._reader.read, p, have + 1, target + 1)
+                    over = self._overlay.setdefault(p, {})
+                    view = Overlay(over, base_view)
+                    if records:
+                        self._apply_ahead(records, view)
+                        metrics.BARRIER_CATCHUP.inc(len(records))
+                        log.debug("barrier read-ahead %s", kv(partition=p, records=len(records), upto=target))
+                    self._overlay_upto[p] = target
+                    stores[p] = view
+                elif p in self._overlay:
+                    stores[p] = Overlay(self._overlay[p], base_view)
+                else:
+                    stores[p] = base_view
+            return stores

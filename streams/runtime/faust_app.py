@@ -1,13 +1,14 @@
 """The faust-streaming runtime: a thin shell around the engine's batch API.
 
-- consent agent: one consent record at a time (faust routes table writes to
-  the changelog partition of the *current event*), merged into a Table of
-  compact states (RocksDB via rocksdict, or memory), tombstones delete the key
-  and emit erasure notices;
+- consent agent: batches (``take_events``) merged per partition into a Table
+  of compact states (RocksDB via rocksdict, or memory); tombstones delete the
+  key and emit erasure notices. The batch's changes are written through in
+  bulk, changelog first (``streams.runtime.stores``), because faust's
+  per-key table write capped the agent at ~700 records/s;
 - event agent: batches (``take_events``) from clickstream and purchases,
-  grouped by partition; for each partition the revocation barrier (G2) yields
-  a consent store that is current up to the consent high watermark read after
-  the batch was fetched; the engine decides; outputs go out through one
+  grouped by partition; the revocation barrier (G2) yields, per partition, a
+  consent store that is current up to the consent end offset read after the
+  batch was fetched (one request for all the batch's partitions); the engine decides; outputs go out through one
   idempotent producer and are acknowledged before the batch is acked, so
   offsets never commit ahead of outputs (at-least-once, G3);
 - web: ``/metrics`` (Prometheus), ``/healthz``, ``/readyz`` (ready once the
@@ -20,8 +21,12 @@ offers it.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +37,43 @@ from streams.config import Settings, load_settings
 from streams.kafka.admin import require_copartitioned
 from streams.logs import kv
 from streams.runtime.barrier import ConsentSideReader, RevocationBarrier
-from streams.runtime.sink import Sink
-from streams.runtime.stores import TablePartitionView
+from streams.runtime.sink import DeliveryError, Sink
+from streams.runtime.stores import PendingWrites, TablePartitionView, apply_to_store, changelog_topic
 
 log = logging.getLogger("streams.runtime.faust")
+
+
+#: Exit status of a worker whose agent failed (EX_SOFTWARE).
+AGENT_FAILED_EXIT = 70
+
+
+def _fail_stop(name: str) -> Callable[[Callable[..., Awaitable[None]]], Callable[..., Awaitable[None]]]:
+    """An agent that fails ends the process at once, without committing.
+
+    faust would restart the agent, and its ``take_events`` generator acks the
+    batch it was handling when it is closed: offsets of inputs whose outputs
+    were never acknowledged (a DeliveryError) could then be committed, losing
+    them (G3). Exiting here, while the failed generator is still referenced by
+    the traceback and before any await, leaves the offsets where the last
+    acknowledged batch put them; a restart redoes the rest, as after SIGKILL."""
+    def wrap(agent: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        @functools.wraps(agent)
+        async def run(stream: Any) -> None:
+            try:
+                await agent(stream)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - any failure stops the worker
+                # the class, and our own delivery errors' text (topic and error names only):
+                # other exceptions may carry a key or value, so their text is not logged (G6)
+                fields = {"agent": name, "error": type(exc).__name__}
+                if isinstance(exc, DeliveryError):
+                    fields["detail"] = str(exc)
+                log.critical("agent failed, stopping the worker without committing %s", kv(**fields))
+                logging.shutdown()
+                os._exit(AGENT_FAILED_EXIT)
+        return run
+    return wrap
 
 
 def _broker_url(bootstrap: str) -> str:
@@ -49,7 +87,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
     partitions = require_copartitioned(settings)
     topics = wiring.topic_names(settings)
 
-    datadir = Path(settings.state_dir) / "faust"
+    # one store per app (group id): two apps sharing a state dir must never share consent state
+    datadir = Path(settings.state_dir) / "faust" / settings.group_id
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.group_id,
@@ -100,7 +139,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
                             value_type=bytes, key_serializer="raw", value_serializer="raw")
 
     sink = Sink(settings)
-    writer = filt_factory(None)  # the consent agent's engine: its store is set per event
+    writer = filt_factory(None)  # the consent agent's engine: its store is given per batch
     reader = ConsentSideReader(settings.bootstrap, settings.topic_consent, settings.group_id)
 
     def apply_ahead(records: list[tuple], store: Any) -> None:
@@ -111,23 +150,46 @@ def create_app(settings: Settings | None = None) -> faust.App:
     barrier = RevocationBarrier(reader, lambda p: TablePartitionView(table, p), apply_ahead)
 
     @app.agent(consent_topic, name="consent")
+    @_fail_stop("consent")
     async def consent_agent(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            m = event.message
-            p = m.partition
-            writer.store = TablePartitionView(table, p)
-            rec = (m.topic, p, m.offset, m.key, m.value, m.headers, int(m.timestamp * 1000))
-            result = writer.apply_consent([rec])
-            if result.records:
-                await sink.send_async(result.records)
-            metrics.CONSENT_APPLIED.inc()
-            if result.dlq:
-                metrics.DLQ.labels(m.topic).inc(result.dlq)
-            barrier.consent_applied(p, m.offset)
+        # Batches: per record, faust's own machinery (and a table write per key through
+        # aiokafka) dominated. Apply per partition; then every partition's changelog
+        # records, acknowledged; then the stores; then the erasure notices and DLQ entries.
+        loop = asyncio.get_running_loop()
+        changelog = changelog_topic(table)
+        async for batch in stream.take_events(settings.batch_size, within=settings.batch_timeout_ms / 1000):
+            by_partition: dict[int, list[tuple]] = {}
+            for event in batch:
+                m = event.message
+                by_partition.setdefault(m.partition, []).append(
+                    (m.topic, m.partition, m.offset, m.key, m.value, m.headers, int(m.timestamp * 1000)))
+            applied = []
+            for p, records in by_partition.items():
+                pending = PendingWrites(TablePartitionView(table, p))
+                applied.append((p, records, pending, writer.apply_consent(records, pending)))
+            changes = {p: list(pending.changes.items()) for p, _r, pending, _res in applied if pending.changes}
+            if changes:
+                offsets = await loop.run_in_executor(None, sink.send_to_partitions, changelog, changes)
+            out: list[tuple] = []
+            for p, records, pending, result in applied:
+                if pending.changes:
+                    apply_to_store(table, p, pending.changes, offsets[p])
+                out.extend(result.records)
+                metrics.CONSENT_APPLIED.inc(len(records))
+                if result.dlq:
+                    metrics.DLQ.labels(records[0][0]).inc(result.dlq)
+                if result.erasures:
+                    metrics.ERASURES.inc(result.erasures)
+            if out:
+                await sink.send_async(out)
+            for p, records, _pending, _result in applied:
+                barrier.consent_applied(p, records[-1][2])
 
     deciders: dict[int, Any] = {}
+    deliveries = frozenset(e.topic for e in writer.policy.engines)  # written after the audit trail
 
     @app.agent(event_topic, name="events")
+    @_fail_stop("events")
     async def event_agent(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_timeout_ms / 1000):
             t0 = time.perf_counter()
@@ -140,8 +202,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 )
                 counts[m.topic] = counts.get(m.topic, 0) + 1
             out: list[tuple] = []
+            stores = await barrier.stores_for(list(by_partition))
             for p, records in by_partition.items():
-                store = await barrier.store_for(p)
+                store = stores[p]
                 decider = deciders.get(p)
                 if decider is None:
                     decider = deciders[p] = filt_factory(store)
@@ -153,7 +216,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
                     metrics.DLQ.labels(records[0][0]).inc(result.dlq)
             for topic, n in counts.items():
                 metrics.EVENTS_IN.labels(topic).inc(n)
-            await sink.send_async(out)
+            await sink.send_async(out, deliveries)
             metrics.DECISION_LATENCY.observe(time.perf_counter() - t0)
 
     @app.on_partitions_revoked.connect
