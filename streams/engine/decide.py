@@ -24,12 +24,14 @@ output dicts.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import orjson
 
 from streams.engine.consent import (
-    BLOCKED, CATEGORIES, EXPIRES_AT, FLAGS, GPC, GRANTED, GRANTED_AT, JURISDICTION, UPDATED_AT, VOCAB,
+    BLOCKED, P_CATEGORIES, P_FLAGS, P_GPC, P_GRANTED, P_JURISDICTION, P_VOCAB, PROFILE, TIMES, UPDATED_AT,
+    pair_index,
 )
 from streams.engine.policy import T_COUNTRY, T_PSEUDONYMIZE, CompiledEngine
 
@@ -154,32 +156,33 @@ def decide(
     """Apply the rule to one (validated) event for one engine; see the module doc."""
     if subject is None:
         return ANONYMOUS, None, 0
-    if state is None or state[FLAGS] & BLOCKED or state[VOCAB] != eng.vocab_fp:
+    if state is None:
         return NO_CONSENT, None, 0
-    granted = state[GRANTED]
+    prof = state[PROFILE]
+    if prof[P_FLAGS] & BLOCKED or prof[P_VOCAB] != eng.vocab_fp:
+        return NO_CONSENT, None, 0
+    granted = prof[P_GRANTED]
     needs = eng.needs_mask
     if granted & needs != needs:
         return PURPOSE_DENIED, None, 0
     ts = event["ts"]
-    ga = state[GRANTED_AT]
-    idx = eng.needs_idx
-    for i in idx:
-        if ga[i] > ts:
+    times = state[TIMES]
+    pairs = [struct.unpack_from(">qq", times, 16 * pair_index(granted, i)) for i in eng.needs_idx]
+    for ga, _ea in pairs:
+        if ga > ts:
             return BEFORE_GRANT, None, 0
-    ea = state[EXPIRES_AT]
-    for i in idx:
-        x = ea[i]
+    for _ga, x in pairs:
         if not (now < x and ts < x):
             return EXPIRED, None, 0
     if eng.third_party:
-        if state[GPC]:
+        if prof[P_GPC]:
             return OPT_OUT, None, 0
         if not granted & eng.tps_bit:
             return PURPOSE_DENIED, None, 0
     jur = eng.jurisdictions
-    if jur is not None and state[JURISDICTION] not in jur:
+    if jur is not None and prof[P_JURISDICTION] not in jur:
         return REGION_BLOCKED, None, 0
-    allowed = eng.categories_mask & state[CATEGORIES]
+    allowed = eng.categories_mask & prof[P_CATEGORIES]
     if not allowed:
         return NOTHING_PERMITTED, None, 0
 

@@ -32,6 +32,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import logging
 import marshal
@@ -61,7 +63,8 @@ log = logging.getLogger("streams.runtime.fast")
 TRANSACTION_TIMEOUT_MS = 60_000
 #: Consent records applied per consume() call while catching up.
 CONSENT_CHUNK = 10_000
-_CKPT_VERSION = 1
+#: 2: compact states (consent.py: updated_at, offset, interned profile, packed times)
+_CKPT_VERSION = 2
 
 
 class FastWorker:
@@ -462,6 +465,23 @@ def _settle_gc() -> None:
     gc.freeze()
     _g0, g1, g2 = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, g1, g2)
+    _trim_heap()
+
+
+def _trim_heap() -> None:
+    """Give the heap the restore freed back to the OS (glibc ``malloc_trim``).
+
+    Reading the consent topic passes every record through fetch buffers (in the
+    client's own threads' malloc arenas) and JSON decoding; glibc keeps what was
+    freed, so RSS after a restore stayed ~450 bytes per subject above the state
+    itself (measured: 802 vs 356 B/subject after a restart from the checkpoint).
+    A no-op where the C library has no malloc_trim."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 def run_fast_worker(settings: Settings) -> None:

@@ -149,7 +149,7 @@ def test_malformed_consent_fails_closed_and_goes_to_dlq():
     (d,) = decisions(res)
     assert d["outcome"] == "dlq" and d["engine"] is None and d["reason"] == "invalid_json"
     assert d["subject_id"] == "s-1" and d["source_offset"] == bad[2]
-    assert f.store["s-1"][C.FLAGS] & C.BLOCKED
+    assert C.wide(f.store["s-1"]).flags & C.BLOCKED
     r = f.decide([erec(click())])
     assert r.dropped == {"no_consent": 3}
     assert all(x["consent_version"] is None for x in decisions(r))
@@ -167,7 +167,7 @@ def test_semantically_bad_consent(record, error_class):
     f = make()
     res = f.apply_consent([crec("s-1", record)])
     assert res.dlq == 1 and decisions(res)[0]["reason"] == error_class
-    assert f.store["s-1"][C.FLAGS] & C.BLOCKED
+    assert C.wide(f.store["s-1"]).flags & C.BLOCKED
 
 
 def test_consent_key_problems():
@@ -238,7 +238,8 @@ def test_state_of_another_policy_vocabulary_is_no_consent():
     f = make()
     f.apply_consent([crec("s-1", consent())])
     s = f.store["s-1"]
-    f.store["s-1"] = s[:C.VOCAB] + (s[C.VOCAB] ^ 1,)
+    p = s[C.PROFILE]
+    f.store["s-1"] = (s[0], s[1], C.make_profile(*p[:C.P_VOCAB], p[C.P_VOCAB] ^ 1, p[C.P_PURPOSES]), s[C.TIMES])
     res = f.decide([erec(click())])
     assert res.dropped == {"no_consent": 3}
 

@@ -22,23 +22,23 @@ def test_parse_builds_compact_state():
     rec = consent(granted=("personalization", "analytics"), categories=("browsing",), jurisdiction="US-CA",
                   gpc=True, granted_at=100, expires_at=500)
     s = parse_consent(rec, "s-1", 7, V)
-    assert s[C.UPDATED_AT] == rec["updated_at"] and s[C.OFFSET] == 7
-    assert s[C.GRANTED] == 0b1001
-    assert s[C.GRANTED_AT] == (100, -1, -1, 100, -1, -1)
-    assert s[C.EXPIRES_AT] == (500, -1, -1, 500, -1, -1)
-    assert s[C.CATEGORIES] == 0b1
-    assert s[C.JURISDICTION] == "US-CA" and s[C.GPC] is True and s[C.FLAGS] == 0
-    assert s[C.VOCAB] == V.fingerprint
-    assert all(isinstance(x, (int, str, bool, tuple)) for x in s)
+    assert C.wide(s).updated_at == rec["updated_at"] and C.wide(s).offset == 7
+    assert C.wide(s).granted == 0b1001
+    assert C.wide(s).granted_at == (100, -1, -1, 100, -1, -1)
+    assert C.wide(s).expires_at == (500, -1, -1, 500, -1, -1)
+    assert C.wide(s).categories == 0b1
+    assert C.wide(s).jurisdiction == "US-CA" and C.wide(s).gpc is True and C.wide(s).flags == 0
+    assert C.wide(s).vocab == V.fingerprint
+    assert type(s) is tuple and [type(x) for x in s] == [int, int, tuple, bytes]
 
 
 def test_no_expiry_sentinel_and_only_granted_counts():
     rec = consent(granted=("personalization",), denied_status="withdrawn")
     rec["purposes"]["support"] = {"status": "denied", "granted_at": 5, "expires_at": 9}
     s = parse_consent(rec, "s-1", 0, V)
-    assert s[C.GRANTED] == 1
-    assert s[C.EXPIRES_AT][0] == NO_EXPIRY
-    assert s[C.GRANTED_AT][5] == NOT_GRANTED
+    assert C.wide(s).granted == 1
+    assert C.wide(s).expires_at[0] == NO_EXPIRY
+    assert C.wide(s).granted_at[5] == NOT_GRANTED
 
 
 def test_unknown_purposes_and_categories_ignored_but_counted():
@@ -106,15 +106,15 @@ def test_greatest_updated_at_wins_whatever_the_order():
     new = consent(updated_at=200, granted=("support",))
     a = _apply([(1, old), (2, new)])
     b = _apply([(1, new), (2, old)])
-    assert a[C.GRANTED] == b[C.GRANTED] == 1 << PURPOSES.index("support")
-    assert a[C.UPDATED_AT] == b[C.UPDATED_AT] == 200
+    assert C.wide(a).granted == C.wide(b).granted == 1 << PURPOSES.index("support")
+    assert C.wide(a).updated_at == C.wide(b).updated_at == 200
 
 
 def test_ties_go_to_the_later_offset_and_replays_are_idempotent():
     x = consent(updated_at=100, granted=("personalization",))
     y = consent(updated_at=100, granted=("support",))
     s = _apply([(1, x), (2, y)])
-    assert s[C.GRANTED] == 1 << 5 and s[C.OFFSET] == 2
+    assert C.wide(s).granted == 1 << 5 and C.wide(s).offset == 2
     again = merge(s, "s-1", x, 1, V)  # replay of the older offset
     assert again is s
 
@@ -123,19 +123,19 @@ def test_tombstone_deletes_and_later_records_start_afresh():
     assert merge(parse_consent(consent(), "s-1", 1, V), "s-1", None, 2, V) is DELETED
     assert merge(None, "s-1", None, 2, V) is DELETED
     s = _apply([(1, consent(updated_at=500)), (2, None), (3, consent(updated_at=100))])
-    assert s[C.UPDATED_AT] == 100
+    assert C.wide(s).updated_at == 100
 
 
 def test_malformed_newest_record_blocks_until_a_valid_newer_one():
     good = consent(updated_at=100)
     s = _apply([(1, good), (2, MalformedConsent("json_invalid", "x"))])
-    assert s[C.FLAGS] & BLOCKED and s[C.GRANTED] == 0 and s[C.CATEGORIES] == 0
-    assert s[C.UPDATED_AT] == 100 and s[C.OFFSET] == 2            # keeps the last good updated_at
+    assert C.wide(s).flags & BLOCKED and C.wide(s).granted == 0 and C.wide(s).categories == 0
+    assert C.wide(s).updated_at == 100 and C.wide(s).offset == 2            # keeps the last good updated_at
     # older valid record arriving later: still blocked (it would have lost to the last good one)
-    assert _apply([(3, consent(updated_at=50))], s)[C.FLAGS] & BLOCKED
+    assert C.wide(_apply([(3, consent(updated_at=50))], s)).flags & BLOCKED
     # a valid record later in the log, not older than the last good: unblocks
     t = _apply([(3, consent(updated_at=100, granted=("support",)))], s)
-    assert t[C.FLAGS] == 0 and t[C.GRANTED] == 1 << 5
+    assert C.wide(t).flags == 0 and C.wide(t).granted == 1 << 5
 
 
 def test_malformed_with_readable_updated_at():
@@ -145,18 +145,18 @@ def test_malformed_with_readable_updated_at():
     assert merge(base, "s-1", MalformedConsent("invalid_consent", "x", 90), 2, V) is base
     # newer: blocks with its own updated_at as the bar
     s = _apply([(1, good), (2, consent(updated_at=300, gpc="bad"))])
-    assert s[C.FLAGS] & BLOCKED and s[C.UPDATED_AT] == 300
-    assert _apply([(3, consent(updated_at=200))], s)[C.FLAGS] & BLOCKED
-    assert _apply([(3, consent(updated_at=300))], s)[C.FLAGS] == 0
+    assert C.wide(s).flags & BLOCKED and C.wide(s).updated_at == 300
+    assert C.wide(_apply([(3, consent(updated_at=200))], s)).flags & BLOCKED
+    assert C.wide(_apply([(3, consent(updated_at=300))], s)).flags == 0
     # key mismatch is malformed
     s = _apply([(1, good), (2, consent(subject="s-2", updated_at=400))])
-    assert s[C.FLAGS] & BLOCKED
+    assert C.wide(s).flags & BLOCKED
 
 
 def test_malformed_first_record_blocks_a_new_subject():
     s = _apply([(5, MalformedConsent("avro_invalid", "x"))])
-    assert s[C.FLAGS] & BLOCKED and s[C.UPDATED_AT] == -1
-    assert _apply([(6, consent(updated_at=0))], s)[C.FLAGS] == 0
+    assert C.wide(s).flags & BLOCKED and C.wide(s).updated_at == -1
+    assert C.wide(_apply([(6, consent(updated_at=0))], s)).flags == 0
 
 
 def test_state_of_another_vocabulary_is_not_trusted():
@@ -164,7 +164,7 @@ def test_state_of_another_vocabulary_is_not_trusted():
     s = parse_consent(consent(updated_at=500), "s-1", 1, other)
     # merging under V ignores it: an older record wins
     t = merge(s, "s-1", consent(updated_at=1), 2, V)
-    assert t[C.VOCAB] == V.fingerprint and t[C.UPDATED_AT] == 1
+    assert C.wide(t).vocab == V.fingerprint and C.wide(t).updated_at == 1
 
 
 # ----------------------------------------------------------------- LWW property
@@ -206,11 +206,11 @@ def test_merge_agrees_with_reference_fold(entries):
         state = None if new is DELETED else new
     want = reference.current_consent(log)
     if want is None:
-        assert state is None or state[C.FLAGS] & BLOCKED
+        assert state is None or C.wide(state).flags & BLOCKED
     else:
-        assert state is not None and not state[C.FLAGS] & BLOCKED
-        assert state[C.UPDATED_AT] == want["updated_at"]
-        assert state[C.GRANTED] == parse_consent(want, "s-1", 0, V)[C.GRANTED]
+        assert state is not None and not C.wide(state).flags & BLOCKED
+        assert C.wide(state).updated_at == want["updated_at"]
+        assert C.wide(state).granted == C.wide(parse_consent(want, "s-1", 0, V)).granted
 
 
 # ----------------------------------------------------------------- binary form
@@ -223,9 +223,9 @@ def _states(draw):
     granted = draw(st.integers(0, (1 << n) - 1)) if n else 0
     ga = tuple(draw(_i64) if granted >> i & 1 else -1 for i in range(n))
     ea = tuple(draw(_i64) if granted >> i & 1 else -1 for i in range(n))
-    return (draw(_i64), draw(_i64), granted, ga, ea, draw(st.integers(0, (1 << 64) - 1)),
-            draw(st.text(max_size=20).filter(lambda s: len(s.encode()) <= 64)), draw(st.booleans()),
-            draw(st.integers(0, 255)), draw(st.integers(0, (1 << 32) - 1)))
+    return C.make_state(draw(_i64), draw(_i64), granted, ga, ea, draw(st.integers(0, (1 << 64) - 1)),
+                        draw(st.text(max_size=20).filter(lambda s: len(s.encode()) <= 64)), draw(st.booleans()),
+                        draw(st.integers(0, 255)), draw(st.integers(0, (1 << 32) - 1)))
 
 
 @settings(max_examples=500, deadline=None)
