@@ -52,6 +52,16 @@ not fit, and the peers, last, share what is left equally):
    (error: one sampling interval on the end of a drained run, <1% of a
    30-second window). The worker's CPU use over the window (psutil, all
    threads) is reported too: on a shared machine a worker may not get a core.
+   The worker's ``pfilter_stage_seconds_total{stage}`` counters, read at
+   both ends of the window, give the share of the window's wall time each
+   stage of its loop took (consume, barrier, decide, produce, commit; faust:
+   barrier, decide, send, consent): the profile that says where a runtime's
+   time goes, measured on the run itself at the cost of a clock read per
+   stage per batch.
+3b. **faust floor** (when the faust runtime is measured): ``bench/faust_floor.py``,
+   a faust agent that only takes batches of the same preloaded event topics
+   (same batch size and buffer), for at most ``FAUST_FLOOR_S``: the rate no
+   faust-based filter can exceed on this machine.
 4. **faust memory** (RocksDB): baseline and restore runs like phase 2 with
    the faust runtime; the restore run lasts until its consent agent applied
    every consent record or ``FAUST_MEMORY_S``. Reported: RSS growth per
@@ -146,6 +156,10 @@ PEER_MIN_S = 45.0
 #: The faust memory phase lasts at most this long (its consent agent applies
 #: ~1,000 records/s, so it never finishes a large population anyway).
 FAUST_MEMORY_S = 45.0
+#: Stages of pfilter_stage_seconds_total, in the order the report lists them.
+STAGE_ORDER = ("consume", "barrier", "decide", "produce", "commit", "consent", "send")
+#: The faust floor (bench/faust_floor.py) runs at most this long.
+FAUST_FLOOR_S = 30.0
 #: Before each measured drain or peer run, wait (at most QUIET_WAIT_S) until
 #: less than QUIET_BUSY of the machine's CPU is busy: on a shared machine other
 #: processes would otherwise take the worker's core. The busy share seen is
@@ -214,6 +228,26 @@ def scrape(text: str) -> dict[str, float]:
                 continue
             out[s.name] = out.get(s.name, 0.0) + s.value
     return out
+
+
+def scrape_labeled(text: str, name: str) -> dict[str, float]:
+    """Prometheus text -> {first label value: value} of one sample name."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name:
+                label = next(iter(s.labels.values()), "")
+                out[label] = out.get(label, 0.0) + s.value
+    return out
+
+
+def _stages(worker: Any) -> dict[str, float] | None:
+    try:
+        return scrape_labeled(worker.metrics(), "pfilter_stage_seconds_total")
+    except Exception:  # noqa: BLE001 - worker busy or gone: no sample
+        return None
 
 
 def _metric(worker: Any, name: str) -> float | None:
@@ -477,6 +511,8 @@ class E2E:
             proc = psutil.Process(w.proc.pid)
             first: tuple[float, float, float] | None = None  # (t, count, cpu)
             last: tuple[float, float, float] | None = None
+            stages_first: dict[str, float] | None = None
+            stages_last: dict[str, float] | None = None
             stop = "budget"
             prev_v = -1.0
             while True:
@@ -485,15 +521,18 @@ class E2E:
                 if v is not None:
                     if first is None and v > 0:
                         first = (t, v, _cpu_s(proc))
+                        stages_first = _stages(w)
                         res["first_decision_s"] = round(t - t0, 2)
                     if first is not None and v != prev_v:
                         last = (t, v, _cpu_s(proc))
+                        stages_last = _stages(w)
                     prev_v = v
                     if v >= total:
                         stop = "drained"
                         break
                 if first is not None and t - first[0] >= budget:
                     last = (t, v if v is not None else last[1], _cpu_s(proc))  # type: ignore[index]
+                    stages_last = _stages(w) or stages_last
                     break
                 if first is None and t - t0 > STARTUP_CAP_S:
                     stop = "no decision within the start-up cap"
@@ -514,6 +553,10 @@ class E2E:
                 res["cpu_share"] = round((last[2] - first[2]) / window, 2)
                 if last[2] > first[2]:
                     res["events_per_cpu_s"] = round((last[1] - first[1]) / (last[2] - first[2]))
+                if stages_first is not None and stages_last is not None:
+                    # share of the window's wall time per stage of the worker's loop
+                    res["stages"] = {k: round((stages_last.get(k, 0.0) - stages_first.get(k, 0.0)) / window, 3)
+                                     for k in stages_last}
             res["load_avg_end"] = round(os.getloadavg()[0], 2)
         finally:
             code = w.stop()
@@ -521,6 +564,27 @@ class E2E:
             res["log"] = str(w.log_file)
         self.say(f"  {key}: {res.get('events_per_s', 0) or 0:,} events/s over {res.get('window_s', 0)}s "
                  f"({res.get('events_in_window', 0):,} events, {stop}; worker CPU {res.get('cpu_share')} cores)")
+        return res
+
+    def faust_floor(self, timeout_s: float) -> dict[str, Any]:
+        """bench/faust_floor.py over the preloaded event topics (see its docstring)."""
+        import subprocess
+
+        import orjson
+
+        s = self.settings("preload")
+        busy = self.quiet()
+        self.say(f"faust floor: a bare take_events agent over the same topics, up to {timeout_s:.0f}s…")
+        cmd = [sys.executable, "-m", "bench.faust_floor", s.bootstrap, f"e2e-{self.run_id}-faust-floor",
+               f"{s.topic_clickstream},{s.topic_purchases}", str(self.opts.events), str(timeout_s),
+               str(self.base.batch_size)]
+        try:
+            p = subprocess.run(cmd, capture_output=True, timeout=timeout_s + 90, cwd=PROJECT_ROOT)
+            res = orjson.loads(p.stdout.strip().splitlines()[-1])
+        except Exception as exc:  # noqa: BLE001 - the floor is context, not a figure we must have
+            return {"error": f"{type(exc).__name__}: {str(exc)[:300]}", "machine_busy_before": busy}
+        res["machine_busy_before"] = busy
+        self.say(f"  faust floor: {res.get('events_per_s') or 0:,} events/s over {res.get('window_s')}s")
         return res
 
     # -------------------------------------------------------------- phase 4
@@ -738,9 +802,13 @@ class E2E:
         for i, key in enumerate(o.runtimes):
             # keep time for what follows: faust memory, latency, and a minimum per peer
             after = ((FAUST_MEMORY_S + 25 if o.faust_memory else 0) + 45 * len(o.latency_runtimes)
+                     + (FAUST_FLOOR_S + 20 if "faust" in o.runtimes else 0)
                      + (PEER_MIN_S + 15) * len(o.peers) + 110 * (len(o.runtimes) - i - 1))
             budget = max(10.0, min(o.budget_s, self.remaining() - after - 60))
             self.results["drain"][key] = self._timed(f"drain {key}", lambda k=key, b=budget: self.drain(k, b))
+        if "faust" in o.runtimes:
+            self.results["faust_floor"] = self._timed(
+                "faust floor", lambda: self.faust_floor(min(FAUST_FLOOR_S, max(10.0, self.remaining() / 20))))
         if o.faust_memory:
             self._timed("memory faust", self.memory_faust)
         self.results["latency"] = {}
@@ -889,6 +957,14 @@ def render_markdown(r: dict[str, Any]) -> str:
         L.append(f"| {key} | 3 + decisions | **{_fmt(d.get('events_per_s'))}** | {d.get('window_s')} | "
                  f"{_fmt(d.get('events_in_window'))} | {d.get('stopped_by')} | {d.get('cpu_share')} | "
                  f"{_fmt(d.get('events_per_cpu_s'))} | {d.get('ready_s')} | {d.get('machine_busy_before')} |")
+    ff = r.get("faust_floor")
+    if ff:
+        if ff.get("error"):
+            L.append(f"| faust floor | none | failed: {ff['error'].splitlines()[0][:160]} | | | | | | | |")
+        else:
+            L.append(f"| faust floor (an agent that only takes batches) | none | {_fmt(ff.get('events_per_s'))} | "
+                     f"{ff.get('window_s')} | {_fmt(ff.get('events'))} | {ff.get('stopped_by')} | - | - | - | "
+                     f"{ff.get('machine_busy_before')} |")
     for name, p in (r.get("peers") or {}).items():
         if p.get("error"):
             L.append(f"| peer {name} | offers | failed: {p['error'].splitlines()[0][:160]} | | | | | | | |")
@@ -899,6 +975,24 @@ def render_markdown(r: dict[str, Any]) -> str:
                  f"{_fmt(p.get('events'))} clicks ({_fmt(p.get('peer_consent_records'))} consent) | "
                  f"{p.get('stopped_by')} | {share} | {per_cpu} | - | {p.get('machine_busy_before')} |")
     L.append("")
+    staged = {k: d["stages"] for k, d in (r.get("drain") or {}).items() if d.get("stages")}
+    if staged:
+        names = [n for n in STAGE_ORDER if any(n in st for st in staged.values())]
+        L.append("### Where the worker's time goes (share of the window's wall time per stage)")
+        L.append("")
+        L.append("From the worker's own `pfilter_stage_seconds_total` (streams/metrics.py), read at both ends of "
+                 "the window. Fast runtime: one thread, so the stages add up to the wall time and the rest is "
+                 "the loop itself. Faust: the stages are parts of two agents that interleave on one event loop "
+                 "(send and consent include waits during which the other agent runs); the rest is faust's own "
+                 "fetching, conductor and event handling, whose cost alone the faust floor row shows.")
+        L.append("")
+        L.append("| runtime | " + " | ".join(names) + " | rest |")
+        L.append("|---|" + "---:|" * (len(names) + 1))
+        for key, st_ in staged.items():
+            rest = 1.0 - sum(st_.values())
+            L.append(f"| {key} | " + " | ".join(f"{st_[n]:.0%}" if n in st_ else "-" for n in names)
+                     + f" | {max(rest, 0.0):.0%} |")
+        L.append("")
     rat = r.get("ratios") or {}
     if rat and any(rat.values()):
         peers = list((r.get("peers") or {}).keys())
@@ -993,6 +1087,11 @@ def write_chart(r: dict[str, Any], path: Path) -> None:
         labels.append(key)
         values.append(_rate(d) or 0)
         colors.append("#1f77b4" if key.startswith("fast") else "#2ca02c")
+    ff = r.get("faust_floor") or {}
+    if ff.get("events_per_s"):
+        labels.append("faust floor")
+        values.append(ff["events_per_s"])
+        colors.append("#98df8a")
     for name, p in (r.get("peers") or {}).items():
         labels.append(f"peer {name}")
         values.append(_rate(p) or 0)

@@ -35,6 +35,15 @@ DECISION_LATENCY = Histogram(
     buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY,
 )
 READY = Gauge("pfilter_ready", "1 once consent state has recovered", registry=REGISTRY)
+# Where the worker's time goes, per stage of its loop (a profile that is always on:
+# one clock read per stage per batch). Stages: consume (waiting for and taking a
+# batch from the client), barrier (consent end offsets and catch-up, G2), decide
+# (the engine), produce (handing records to the client), commit (flushes,
+# transactions, offset commits, including their waits), consent (the faust
+# consent agent's batches), send (faust: produce and wait for acknowledgements).
+STAGE_SECONDS = Counter(
+    "pfilter_stage_seconds", "Wall time the worker spent per stage of its loop", ["stage"], registry=REGISTRY,
+)
 
 
 def record_batch(result, topic_counts: dict[str, int] | None = None) -> None:  # noqa: ANN001

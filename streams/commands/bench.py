@@ -131,6 +131,10 @@ def _print_e2e(r: dict[str, Any], console: Console) -> None:
     for key, d in (r.get("drain") or {}).items():
         t.add_row(key, f"{d.get('events_per_s') or 0:,}", str(d.get("window_s")), str(d.get("stopped_by", d.get("error"))),
                   str(d.get("cpu_share")))
+    ff = r.get("faust_floor") or {}
+    if ff:
+        t.add_row("faust floor (no work)", f"{ff.get('events_per_s') or 0:,}", str(ff.get("window_s")),
+                  str(ff.get("stopped_by", ff.get("error"))), "-")
     for name, p in (r.get("peers") or {}).items():
         t.add_row(f"peer {name}", f"{p.get('events_per_s') or 0:,.0f}", str(p.get("elapsed_s")),
                   str(p.get("stopped_by", (p.get("error") or "")[:40])), str(p.get("peer_cpu_share")))

@@ -95,6 +95,7 @@ class FastWorker:
         self._uncommitted_in: dict[str, int] = {}
         self._batch_started: list[float] = []  # perf_counter() when each batch was fetched
         self._deliveries = frozenset(e.topic for e in self.policy.engines)
+        self._stage = dict.fromkeys(("consume", "barrier", "decide", "produce", "commit"), 0.0)
         self._deferred: list[tuple] = []  # at least once: engine outputs held for the commit point
         self._dirty = False
         self._in_txn = False
@@ -384,16 +385,24 @@ class FastWorker:
             by_p[p].append((t, p, o, m.key(), m.value(), None, 0))
             event_next[(t, p)] = o + 1
             counts[t] = counts.get(t, 0) + 1
+        t1 = time.perf_counter()
         if by_p:
             self._catch_up(self._consent_ends(by_p), out)  # G2
+        t2 = time.perf_counter()
         for p, recs in by_p.items():
             res = self.filter_for(p).decide(recs)
             out.extend(res.records)
             metrics.record_batch(res)
             if res.dlq:
                 metrics.DLQ.labels(recs[0][0]).inc(res.dlq)
+        t3 = time.perf_counter()
         self._produce(out)
         self._batch_started.append(t0)
+        stage = self._stage
+        stage["consume"] += t1 - t0  # taking the records out of the client's messages
+        stage["barrier"] += t2 - t1
+        stage["decide"] += t3 - t2
+        stage["produce"] += time.perf_counter() - t3
 
     def run(self) -> None:
         s = self.s
@@ -410,7 +419,9 @@ class FastWorker:
         interval = s.commit_interval_ms / 1000
         try:
             while self.running:
+                tc = time.perf_counter()
                 msgs = self.consumer.consume(s.batch_size, timeout=timeout)
+                self._stage["consume"] += time.perf_counter() - tc
                 if not self.ready and self.states:
                     # recovered when consent is caught up to the end of every owned partition
                     out: list = []
@@ -426,7 +437,10 @@ class FastWorker:
                     self._poll_consent(out, timeout=0)  # erasures and DLQ go out without events too
                     self._produce(out)
                 if time.monotonic() - self._last_commit >= interval or not msgs:
+                    tc = time.perf_counter()
                     self._commit()
+                    self._stage["commit"] += time.perf_counter() - tc
+                    self._publish_stages()
                     if time.monotonic() - self._last_ckpt > s.checkpoint_interval_s and self.states:
                         self._write_checkpoints()
             # clean stop: commit what was decided, then checkpoint at the committed positions
@@ -443,6 +457,13 @@ class FastWorker:
             self.offsets_client.close()
             self.producer.flush(30)
             log.info("fast runtime stopped")
+
+    def _publish_stages(self) -> None:
+        """Stage times into the metrics once per commit (not per batch: labels cost)."""
+        for name, secs in self._stage.items():
+            if secs:
+                metrics.STAGE_SECONDS.labels(name).inc(secs)
+                self._stage[name] = 0.0
 
     def filter_for(self, p: int) -> Any:
         self.filter.store = self.states[p]

@@ -76,6 +76,10 @@ def _fail_stop(name: str) -> Callable[[Callable[..., Awaitable[None]]], Callable
     return wrap
 
 
+def stage(name: str, seconds: float) -> None:
+    metrics.STAGE_SECONDS.labels(name).inc(seconds)
+
+
 def _broker_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip())
 
@@ -158,6 +162,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         loop = asyncio.get_running_loop()
         changelog = changelog_topic(table)
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_timeout_ms / 1000):
+            t0 = time.perf_counter()
             by_partition: dict[int, list[tuple]] = {}
             for event in batch:
                 m = event.message
@@ -184,6 +189,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 await sink.send_async(out)
             for p, records, _pending, _result in applied:
                 barrier.consent_applied(p, records[-1][2])
+            stage("consent", time.perf_counter() - t0)
 
     deciders: dict[int, Any] = {}
     deliveries = frozenset(e.topic for e in writer.policy.engines)  # written after the audit trail
@@ -202,7 +208,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 )
                 counts[m.topic] = counts.get(m.topic, 0) + 1
             out: list[tuple] = []
+            t1 = time.perf_counter()
             stores = await barrier.stores_for(list(by_partition))
+            t2 = time.perf_counter()
             for p, records in by_partition.items():
                 store = stores[p]
                 decider = deciders.get(p)
@@ -216,8 +224,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
                     metrics.DLQ.labels(records[0][0]).inc(result.dlq)
             for topic, n in counts.items():
                 metrics.EVENTS_IN.labels(topic).inc(n)
+            t3 = time.perf_counter()
             await sink.send_async(out, deliveries)
-            metrics.DECISION_LATENCY.observe(time.perf_counter() - t0)
+            t4 = time.perf_counter()
+            metrics.DECISION_LATENCY.observe(t4 - t0)
+            stage("barrier", t2 - t1)
+            stage("decide", t3 - t2)
+            stage("send", t4 - t3)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: faust.App, revoked: set, **kw: Any) -> None:  # noqa: ARG001
