@@ -70,6 +70,16 @@ class BrokerStatus:
         return self.home / "broker.log"
 
 
+def _cluster_id() -> str:
+    """A KRaft cluster id: a random UUID in URL-safe base64, as Kafka makes them. Never one
+    that starts with "-": the storage tool would read it as an option and refuse to format
+    (1 start in 64 failed that way), which Kafka's own Uuid.randomUuid avoids the same way."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 class LocalBroker:
     """Lifecycle of the project's own broker for one client port."""
 
@@ -221,7 +231,7 @@ class LocalBroker:
         (self.home / "log4j2.properties").write_text(_LOG4J2)
 
     def _format(self, java: str) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         proc = subprocess.run(
             [java, "-cp", f"{self.jars}/*", "kafka.tools.StorageTool", "format",
              "-t", cluster_id, "-c", str(self.config_file), "--standalone"],

@@ -327,9 +327,21 @@ class FastWorker:
                 if o > self._consent_committed.get(p, 0)]
         return tps
 
+    def _record_lag(self) -> None:
+        """Consumer lag per input partition read since the last commit: the high watermark
+        of the last fetch response (cached by the client, no request) minus the next offset."""
+        for (t, p), nxt in self._event_next.items():
+            try:
+                _lo, hi = self.consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
+            except KafkaException:
+                continue
+            if hi >= 0:
+                metrics.CONSUMER_LAG.labels(t, str(p)).set(max(0, hi - nxt))
+
     def _commit(self) -> None:
         """Make everything produced since the last commit durable together with the input
         offsets behind it: one transaction (exactly once), or flush-then-commit (at least once)."""
+        self._record_lag()
         offsets = self._offsets()
         if offsets or self._dirty:
             if self.eos:

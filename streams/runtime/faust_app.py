@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from streams import metrics, wiring
 from streams.config import Settings, load_settings
@@ -201,12 +202,14 @@ def create_app(settings: Settings | None = None) -> faust.App:
             t0 = time.perf_counter()
             by_partition: dict[int, list[tuple]] = {}
             counts: dict[str, int] = {}
+            last_offsets: dict[tuple[str, int], int] = {}
             for event in batch:
                 m = event.message
                 by_partition.setdefault(m.partition, []).append(
                     (m.topic, m.partition, m.offset, m.key, m.value, m.headers, int(m.timestamp * 1000))
                 )
                 counts[m.topic] = counts.get(m.topic, 0) + 1
+                last_offsets[(m.topic, m.partition)] = m.offset + 1
             out: list[tuple] = []
             t1 = time.perf_counter()
             stores = await barrier.stores_for(list(by_partition))
@@ -224,6 +227,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
                     metrics.DLQ.labels(records[0][0]).inc(result.dlq)
             for topic, n in counts.items():
                 metrics.EVENTS_IN.labels(topic).inc(n)
+            for (topic, p), nxt in last_offsets.items():
+                hw = app.consumer.highwater(TP(topic, p))  # from the last fetch response, no request
+                if hw is not None and hw >= 0:
+                    metrics.CONSUMER_LAG.labels(topic, str(p)).set(max(0, hw - nxt))
             t3 = time.perf_counter()
             await sink.send_async(out, deliveries)
             t4 = time.perf_counter()

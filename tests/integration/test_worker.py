@@ -124,6 +124,27 @@ def test_every_reason_code_end_to_end(topics: Settings, worker, tmp_path: Path) 
     assert result.ok, render_report(result)
     assert result.unaccounted == 0 and result.violation_count == 0
 
+    # the worker's metrics account for the same run
+    m = _samples(worker.metrics())
+    assert m[("pfilter_events_in_total", ("topic", s.topic_clickstream))] == len(events) + 1
+    assert m[("pfilter_events_in_total", ("topic", s.topic_purchases))] == 1
+    assert m[("pfilter_emitted_total", ("engine", "offers"))] == 4
+    assert m[("pfilter_emitted_total", ("engine", "email"))] == 1
+    assert m[("pfilter_dropped_total", ("reason", "anonymous"))] == 3
+    lags = {dict(k[1:])["topic"]: v for k, v in m.items() if k[0] == "pfilter_consumer_lag_records"}
+    assert set(lags) == {s.topic_clickstream, s.topic_purchases}
+    assert all(v == 0 for v in lags.values()), lags  # everything was read
+    stages = {dict(k[1:])["stage"] for k in m if k[0] == "pfilter_stage_seconds_total"}
+    assert {"barrier", "decide"} <= stages
+
+
+def _samples(text: str) -> dict[tuple, float]:
+    """Prometheus text -> {(sample name, *sorted (label, value) pairs): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(x.name, *sorted(x.labels.items())): x.value
+            for fam in text_string_to_metric_families(text) for x in fam.samples}
+
 
 def test_revocation_barrier_withdraw_then_event(topics: Settings, worker) -> None:
     """G2: an event produced after the broker acked a withdrawal is never emitted under the old grant."""

@@ -86,3 +86,11 @@ def test_worker_refuses_to_pseudonymize_without_a_secret() -> None:
 def test_policy_check_cli() -> None:
     ok = _pfilter("policy", "check")
     assert ok.returncode == 0 and "partner_ads" in ok.stdout
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    from streams.kafka.broker import _cluster_id
+
+    ids = [_cluster_id() for _ in range(5000)]  # ~78 of 5000 plain ids would start with "-"
+    assert all(not i.startswith("-") and len(i) == 22 for i in ids)
+    assert len(set(ids)) == len(ids)
