@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -81,6 +82,60 @@ def test_repeated_sigkill_exactly_once(kafka_settings: Settings, tmp_path: Path)
     assert result.ok, render_report(result)
     assert result.duplicates == 0 and result.unaccounted == 0 and result.violation_count == 0
     assert sum(result.outputs.values()) > 0
+
+
+def _stream(s: Settings, events: int, first: int, now: int, seconds: float) -> threading.Thread:
+    """Produce ``events`` evenly over ``seconds`` in a background thread."""
+    def run() -> None:
+        p = kit.producer(s)
+        spec = population.PopulationSpec(subjects=SUBJECTS, seed=13)
+        t0 = time.monotonic()
+        for i, (kind, value, key) in enumerate(population.event_bytes(spec, now, events, first=first)):
+            p.produce(s.topic_purchases if kind == "purchase" else s.topic_clickstream, value,
+                      key.encode() if key else None)
+            if i % 100 == 0:
+                p.poll(0)
+                ahead = t0 + seconds * i / events - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+        assert p.flush(60) == 0
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_rebalance_exactly_once(kafka_settings: Settings, tmp_path: Path) -> None:
+    """A second instance joins while events stream in, then the first leaves: partitions
+    move twice, each time after their owner committed its open transaction (revoke), and
+    a read_committed reader still sees every input's outputs exactly once."""
+    s = _fast(kafka_settings, partitions=4, commit_interval_ms=2000)
+    kit.setup_topics(s)
+    now = int(time.time() * 1000) - DAY
+    n = _produce(s, 2000, now=now)
+    w1 = kit.WorkerProcess(s, tmp_path / "w1.log").start()
+    s2 = s.model_copy(update={"web_port": kit.free_port(), "state_dir": tmp_path / "state2", "instance_id": "i2"})
+    w2 = kit.WorkerProcess(s2, tmp_path / "w2.log")
+    try:
+        w1.wait_ready()
+        streaming = _stream(s, 12_000, first=2000, now=now, seconds=8.0)
+        n += 12_000
+        time.sleep(2.0)
+        w2.start()  # joins mid-stream: the group rebalances with w1's transaction open
+        w2.wait_ready()
+        time.sleep(2.0)
+        w1.stop()  # leaves mid-stream: its partitions move to w2
+        streaming.join(60)
+        deadline = time.monotonic() + 120
+        while _committed_inputs(s) < n and time.monotonic() < deadline:
+            time.sleep(1)
+    finally:
+        w1.stop()
+        w2.stop()
+    assert "partitions revoked" in w1.log_file.read_text()
+    result = run_verify(s, exactly_once=True)
+    assert result.ok, render_report(result)
+    assert result.duplicates == 0 and result.unaccounted == 0 and result.violation_count == 0
 
 
 def _decisions(s: Settings) -> dict[tuple, dict]:
