@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping, Sequence
 from typing import Any, NamedTuple
 
 # --------------------------------------------------------------- state layout
@@ -97,8 +97,8 @@ def make_profile(granted: int, cmask: int, jurisdiction: str, gpc: bool, flags: 
     return q
 
 
-def make_state(updated_at: int, offset: int, granted: int, granted_at: tuple, expires_at: tuple, cmask: int,
-               jurisdiction: str, gpc: bool, flags: int, vocab: int) -> ConsentState:
+def make_state(updated_at: int, offset: int, granted: int, granted_at: Sequence[int], expires_at: Sequence[int],
+               cmask: int, jurisdiction: str, gpc: bool, flags: int, vocab: int) -> ConsentState:
     """A state from its fields (``granted_at``/``expires_at`` indexed like the
     vocabulary's purposes; only granted purposes' entries are kept)."""
     vals = []
@@ -150,24 +150,6 @@ def wide(state: ConsentState) -> Wide:
     ga, ea = times_of(state)
     g, c, j, gpc, flags, vocab, _n = state[PROFILE]
     return Wide(state[UPDATED_AT], state[OFFSET], g, ga, ea, c, j, gpc, flags, vocab)
-
-
-def _state(updated_at: int, offset: int, granted: int, granted_at: list, expires_at: list, cmask: int,
-           jur: str, gpc: bool, vocab: int) -> ConsentState:
-    """``make_state`` of a parsed record (flags 0), from lists indexed by purpose."""
-    if granted:
-        vals = []
-        g, i = granted, 0
-        while g:
-            if g & 1:
-                vals.append(granted_at[i])
-                vals.append(expires_at[i])
-            g >>= 1
-            i += 1
-        times = _times_struct(len(vals) >> 1).pack(*vals)
-    else:
-        times = b""
-    return (updated_at, offset, make_profile(granted, cmask, jur, gpc, 0, vocab, len(granted_at)), times)
 
 
 def pair_index(granted: int, purpose: int) -> int:
@@ -313,7 +295,7 @@ def parse_consent(
             counts["unknown_purpose"] = counts.get("unknown_purpose", 0) + unknown_p
         if unknown_c:
             counts["unknown_category"] = counts.get("unknown_category", 0) + unknown_c
-    return _state(updated_at, offset, granted, granted_at, expires_at, cmask, jur, gpc, vocab.fingerprint)
+    return make_state(updated_at, offset, granted, granted_at, expires_at, cmask, jur, gpc, 0, vocab.fingerprint)
 
 
 def parse_wellformed(
@@ -398,7 +380,7 @@ def parse_wellformed(
             counts["unknown_purpose"] = counts.get("unknown_purpose", 0) + unknown_p
         if unknown_c:
             counts["unknown_category"] = counts.get("unknown_category", 0) + unknown_c
-    return _state(updated_at, offset, granted, granted_at, expires_at, cmask, jur, gpc, vocab.fingerprint)
+    return make_state(updated_at, offset, granted, granted_at, expires_at, cmask, jur, gpc, 0, vocab.fingerprint)
 
 
 def merge_state(current: ConsentState | None, new: ConsentState, vocab: Vocabulary) -> ConsentState:

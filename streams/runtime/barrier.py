@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 #: nothing is read twice; short enough that a withdrawal is never waited on
 #: for more than a blink.
 WAIT_FOR_AGENT_S = 0.05
-#: Upper bound of one side read. A gap larger than this at start-up (a long
-#: consent backlog) is read in several rounds.
+#: A side read that gets no record for this long fails (the broker is
+#: unreachable); a long backlog is read to its end however long that takes.
 READ_TIMEOUT_S = 30.0
 
 
@@ -83,7 +83,10 @@ class ConsentSideReader:
         deadline = time.monotonic() + READ_TIMEOUT_S
         try:
             while time.monotonic() < deadline:
-                for m in self._reader.consume(1000, timeout=0.2):
+                msgs = self._reader.consume(1000, timeout=0.2)
+                if msgs:  # a long backlog is read to its end: only a stalled read times out
+                    deadline = time.monotonic() + READ_TIMEOUT_S
+                for m in msgs:
                     err = m.error()
                     if err is not None:
                         if err.code() == KafkaError._PARTITION_EOF:

@@ -63,6 +63,8 @@ log = logging.getLogger("streams.runtime.fast")
 TRANSACTION_TIMEOUT_MS = 60_000
 #: Consent records applied per consume() call while catching up.
 CONSENT_CHUNK = 10_000
+#: A long restore says how far it got this often (counts only).
+RESTORE_REPORT_S = 5.0
 #: 2: compact states (consent.py: updated_at, offset, interned profile, packed times)
 _CKPT_VERSION = 2
 
@@ -222,14 +224,26 @@ class FastWorker:
         self.consent_consumer.assign(tps)
 
     # ------------------------------------------------------------------ consent
-    def _catch_up(self, targets: dict[int, int], out: list) -> int:
-        """Apply consent until every partition in ``targets`` reached its offset (exclusive)."""
+    def _catch_up(self, targets: dict[int, int], out: list, *, restoring: bool = False) -> int:
+        """Apply consent until every partition in ``targets`` reached its offset (exclusive).
+
+        Within a batch (the barrier) this is bounded by half the transaction timeout:
+        longer and an open transaction would be aborted under us. The restore before
+        the worker is ready holds no transaction and takes as long as the topic needs
+        (at ~130,000 records/s), reporting its progress."""
         pending = {p for p, hw in targets.items() if self.consent_pos.get(p, 0) < hw}
         applied = 0
-        deadline = time.monotonic() + TRANSACTION_TIMEOUT_MS / 2000
+        start = time.monotonic()
+        deadline = None if restoring else start + TRANSACTION_TIMEOUT_MS / 2000
+        next_report = start + RESTORE_REPORT_S
         while pending:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
                 raise TimeoutError("consent catch-up exceeded half the transaction timeout")
+            if restoring and now > next_report:
+                log.info("restoring consent %s", kv(records=applied, partitions_left=len(pending),
+                                                     seconds=round(now - start)))
+                next_report = now + RESTORE_REPORT_S
             applied += self._poll_consent(out, timeout=0.1)
             pending = {p for p in pending if self.consent_pos.get(p, 0) < targets[p]}
         return applied
@@ -437,8 +451,9 @@ class FastWorker:
                 if not self.ready and self.states:
                     # recovered when consent is caught up to the end of every owned partition
                     out: list = []
-                    self._catch_up(self._consent_ends(set(self.states)), out)
+                    n = self._catch_up(self._consent_ends(set(self.states)), out, restoring=True)
                     self._produce(out)
+                    log.info("consent restored %s", kv(records=n, partitions=len(self.states)))
                     self.ready = True
                     metrics.READY.set(1)
                     _settle_gc()

@@ -33,14 +33,44 @@ from streams.engine.consent import state_from_bytes, state_to_bytes
 DELETED: Any = object()
 
 
-class TablePartitionView(MutableMapping):
-    """The consent Table restricted to one partition (= one consent partition)."""
+class _StateMapping(MutableMapping):
+    """What the engine needs of a store: ``get``, and writes where a subclass allows them.
+    Lookups by subject only: iterating or sizing a partition of the table is never needed."""
 
-    __slots__ = ("_table", "_partition", "_raw_get")
+    __slots__ = ()
+
+    def get(self, subject: str, default: Any = None) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, subject: str) -> Any:
+        v = self.get(subject)
+        if v is None:
+            raise KeyError(subject)
+        return v
+
+    def __contains__(self, subject: object) -> bool:
+        return isinstance(subject, str) and self.get(subject) is not None
+
+    def __setitem__(self, subject: str, state: Any) -> None:
+        raise TypeError(f"{type(self).__name__} is read-only")
+
+    def __delitem__(self, subject: str) -> None:
+        raise TypeError(f"{type(self).__name__} is read-only")
+
+    def __iter__(self) -> Iterator[str]:
+        raise NotImplementedError(f"iterating a {type(self).__name__} is not supported")
+
+    def __len__(self) -> int:
+        raise NotImplementedError(f"len of a {type(self).__name__} is not supported")
+
+
+class TablePartitionView(_StateMapping):
+    """The consent Table restricted to one partition (= one consent partition), read-only:
+    the consent agent writes through ``PendingWrites`` and ``apply_to_store``."""
+
+    __slots__ = ("_raw_get",)
 
     def __init__(self, table: Any, partition: int) -> None:
-        self._table = table
-        self._partition = partition
         store = table.data
         db_for = getattr(store, "_db_for_partition", None)
         if db_for is not None:  # RocksDB: one database per partition
@@ -52,34 +82,8 @@ class TablePartitionView(MutableMapping):
         raw = self._raw_get(subject.encode())
         return default if raw is None else state_from_bytes(raw)
 
-    def __getitem__(self, subject: str) -> Any:
-        v = self.get(subject)
-        if v is None:
-            raise KeyError(subject)
-        return v
 
-    def __contains__(self, subject: object) -> bool:
-        return isinstance(subject, str) and self._raw_get(subject.encode()) is not None
-
-    def __setitem__(self, subject: str, state: Any) -> None:
-        # through the Table: it writes the store and the changelog partition of
-        # the current (consent) event, which is this partition.
-        self._table[subject.encode()] = state_to_bytes(state)
-
-    def __delitem__(self, subject: str) -> None:
-        key = subject.encode()
-        if self._raw_get(key) is None:
-            raise KeyError(subject)
-        del self._table[key]
-
-    def __iter__(self) -> Iterator[str]:  # not used on the hot path
-        raise NotImplementedError("iterating a partition view is not supported")
-
-    def __len__(self) -> int:
-        raise NotImplementedError("len of a partition view is not supported")
-
-
-class Overlay(MutableMapping):
+class Overlay(_StateMapping):
     """Consent read ahead of the consent agent, layered over the table view.
 
     Writes (from replaying consent records the agent has not applied yet) land
@@ -88,7 +92,7 @@ class Overlay(MutableMapping):
 
     __slots__ = ("over", "base")
 
-    def __init__(self, over: dict[str, Any], base: MutableMapping) -> None:
+    def __init__(self, over: dict[str, Any], base: _StateMapping) -> None:
         self.over = over
         self.base = base
 
@@ -98,29 +102,14 @@ class Overlay(MutableMapping):
             return self.base.get(subject, default)
         return default if v is DELETED else v
 
-    def __getitem__(self, subject: str) -> Any:
-        v = self.get(subject)
-        if v is None:
-            raise KeyError(subject)
-        return v
-
-    def __contains__(self, subject: object) -> bool:
-        return self.get(subject) is not None  # type: ignore[arg-type]
-
     def __setitem__(self, subject: str, state: Any) -> None:
         self.over[subject] = state
 
     def __delitem__(self, subject: str) -> None:
         self.over[subject] = DELETED
 
-    def __iter__(self) -> Iterator[str]:
-        raise NotImplementedError
 
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-
-class PendingWrites(MutableMapping):
+class PendingWrites(_StateMapping):
     """A batch's consent changes for one partition, read through to the table view.
 
     ``changes``: subject key (bytes) -> encoded state, or None for a deletion."""
@@ -138,15 +127,6 @@ class PendingWrites(MutableMapping):
             return default if raw is None else state_from_bytes(raw)
         return self.base.get(subject, default)
 
-    def __getitem__(self, subject: str) -> Any:
-        v = self.get(subject)
-        if v is None:
-            raise KeyError(subject)
-        return v
-
-    def __contains__(self, subject: object) -> bool:
-        return isinstance(subject, str) and self.get(subject) is not None
-
     def __setitem__(self, subject: str, state: Any) -> None:
         self.changes[subject.encode()] = state_to_bytes(state)
 
@@ -154,12 +134,6 @@ class PendingWrites(MutableMapping):
         if subject not in self:
             raise KeyError(subject)
         self.changes[subject.encode()] = None
-
-    def __iter__(self) -> Iterator[str]:
-        raise NotImplementedError
-
-    def __len__(self) -> int:
-        raise NotImplementedError
 
 
 def changelog_topic(table: Any) -> str:
