@@ -8,9 +8,11 @@
 - event agent: batches (``take_events``) from clickstream and purchases,
   grouped by partition; the revocation barrier (G2) yields, per partition, a
   consent store that is current up to the consent end offset read after the
-  batch was fetched (one request for all the batch's partitions); the engine decides; outputs go out through one
-  idempotent producer and are acknowledged before the batch is acked, so
-  offsets never commit ahead of outputs (at-least-once, G3);
+  batch was fetched (one request for all the batch's partitions); the engine
+  decides; outputs go out through one idempotent producer, decisions before
+  the engine outputs they account for, and are acknowledged before the batch
+  is acked, so offsets never commit ahead of outputs (at-least-once, G3);
+- an agent that fails ends the process without committing (``_fail_stop``);
 - web: ``/metrics`` (Prometheus), ``/healthz``, ``/readyz`` (ready once the
   table has recovered and no rebalance is in progress).
 
