@@ -16,7 +16,6 @@ decision record per (decided event, engine) and one per DLQ entry.
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from streams.engine.codecs import (
 )
 from streams.engine.consent import (
     BLOCKED, DELETED, P_CATEGORIES, P_FLAGS, P_GPC, P_GRANTED, P_JURISDICTION, P_VOCAB, PROFILE, TIMES,
-    UPDATED_AT, MalformedConsent, merge, merge_state, pair_index, parse_wellformed,
+    PAIR, UPDATED_AT, MalformedConsent, merge, merge_state, pair_index, parse_wellformed,
 )
 from streams.engine.decide import (
     ANONYMOUS, BEFORE_GRANT, EXPIRED, NO_CONSENT, NOTHING_PERMITTED, OPT_OUT, PURPOSE_DENIED, REASONS,
@@ -504,8 +503,6 @@ class Filter:
 # are identical), so only the parts that vary per event are encoded per event.
 
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
-#: one (granted_at, expires_at) pair of a state's ``times``
-_PAIR = struct.Struct(">qq")
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 #: ``max granted_at`` / ``min expires_at`` placeholders that never fail a check.
 _NEVER_AFTER = -(1 << 64)
@@ -542,7 +539,7 @@ def _engine_summary(eng: CompiledEngine, state: tuple) -> tuple:
     max_ga = _NEVER_AFTER
     min_ea = _NEVER_EXPIRES
     for i in eng.needs_idx:
-        ga, ea = _PAIR.unpack_from(times, 16 * pair_index(granted, i))
+        ga, ea = PAIR.unpack_from(times, 16 * pair_index(granted, i))
         if ga > max_ga:
             max_ga = ga
         if ea < min_ea:

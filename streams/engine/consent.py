@@ -152,6 +152,10 @@ def wide(state: ConsentState) -> Wide:
     return Wide(state[UPDATED_AT], state[OFFSET], g, ga, ea, c, j, gpc, flags, vocab)
 
 
+#: One (granted_at, expires_at) pair of ``times``; purpose i's is at ``16 * pair_index(granted, i)``.
+PAIR = struct.Struct(">qq")
+
+
 def pair_index(granted: int, purpose: int) -> int:
     """Position of a granted purpose's pair in ``times``."""
     return (granted & ((1 << purpose) - 1)).bit_count()

@@ -24,14 +24,13 @@ output dicts.
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import orjson
 
 from streams.engine.consent import (
-    BLOCKED, P_CATEGORIES, P_FLAGS, P_GPC, P_GRANTED, P_JURISDICTION, P_VOCAB, PROFILE, TIMES, UPDATED_AT,
-    pair_index,
+    BLOCKED, P_CATEGORIES, P_FLAGS, P_GPC, P_GRANTED, P_JURISDICTION, P_VOCAB, PAIR, PROFILE, TIMES,
+    UPDATED_AT, pair_index,
 )
 from streams.engine.policy import T_COUNTRY, T_PSEUDONYMIZE, CompiledEngine
 
@@ -167,7 +166,7 @@ def decide(
         return PURPOSE_DENIED, None, 0
     ts = event["ts"]
     times = state[TIMES]
-    pairs = [struct.unpack_from(">qq", times, 16 * pair_index(granted, i)) for i in eng.needs_idx]
+    pairs = [PAIR.unpack_from(times, 16 * pair_index(granted, i)) for i in eng.needs_idx]
     for ga, _ea in pairs:
         if ga > ts:
             return BEFORE_GRANT, None, 0

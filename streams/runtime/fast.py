@@ -52,7 +52,7 @@ from streams.config import Settings
 from streams.kafka.admin import require_copartitioned
 from streams.kafka.clients import consumer_config, output_producer_config
 from streams.logs import kv
-from streams.runtime.sink import split_audit_first
+from streams.runtime.sink import produce_records, split_audit_first
 from streams.runtime.web import serve
 
 log = logging.getLogger("streams.runtime.fast")
@@ -322,17 +322,7 @@ class FastWorker:
         self._send(records)
 
     def _send(self, records: list) -> None:
-        produce = self.producer.produce
-        for topic, key, value, headers in records:
-            while True:
-                try:
-                    if headers is None:
-                        produce(topic, value, key)  # positional: keyword parsing costs per record
-                    else:
-                        produce(topic, value, key, headers=headers)
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)
+        produce_records(self.producer, records)
         self._dirty = True
 
     def _offsets(self) -> list[TopicPartition]:

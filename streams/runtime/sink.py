@@ -39,6 +39,24 @@ def split_audit_first(records: Sequence[tuple], deliveries: frozenset[str]) -> t
     return audit, delivered
 
 
+def produce_records(producer: Producer, records: Sequence[tuple]) -> None:
+    """Hand ``(topic, key, value, headers)`` records to the producer; when its local queue
+    is full, let deliveries drain and retry. Any other refusal is a DeliveryError."""
+    produce = producer.produce
+    for topic, key, value, headers in records:
+        while True:
+            try:
+                if headers is None:
+                    produce(topic, value, key)  # positional: keyword parsing costs per record
+                else:
+                    produce(topic, value, key, headers=headers)
+                break
+            except BufferError:
+                producer.poll(0.05)
+            except KafkaException as exc:
+                raise DeliveryError(f"could not enqueue to topic {topic}: {exc.args[0].name()}") from None
+
+
 class DeliveryError(RuntimeError):
     """Some outputs were not acknowledged; the batch must not be committed."""
 
@@ -60,19 +78,7 @@ class Sink:
                 self._first_error = f"{err.name()} on topic {msg.topic()}"
 
     def produce_all(self, records: Sequence[tuple]) -> None:
-        produce = self._producer.produce
-        for topic, key, value, headers in records:
-            while True:
-                try:
-                    if headers is None:
-                        produce(topic, value, key)  # positional: keyword parsing costs per record
-                    else:
-                        produce(topic, value, key, headers=headers)
-                    break
-                except BufferError:  # local queue full: let deliveries drain
-                    self._producer.poll(0.05)
-                except KafkaException as exc:
-                    raise DeliveryError(f"could not enqueue to topic {topic}: {exc.args[0].name()}") from None
+        produce_records(self._producer, records)
 
     def flush(self) -> None:
         remaining = self._producer.flush(FLUSH_TIMEOUT_S)
