@@ -34,6 +34,11 @@ DECISION_LATENCY = Histogram(
     "pfilter_decision_latency_seconds", "Time from fetching a batch to its outputs being acknowledged, per batch",
     buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY,
 )
+PARTITION_STALLED = Gauge(
+    "pfilter_partition_stalled_seconds",
+    "Seconds an input partition with lag has made no progress (0 while it progresses or has no lag)",
+    ["topic", "partition"], registry=REGISTRY,
+)
 READY = Gauge("pfilter_ready", "1 once consent state has recovered", registry=REGISTRY)
 # Where the worker's time goes, per stage of its loop (a profile that is always on:
 # one clock read per stage per batch). Stages: consume (waiting for and taking a
