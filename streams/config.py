@@ -151,6 +151,11 @@ class Settings(BaseSettings):
         default=30.0, gt=0,
         description="Fast runtime: how often consent state is checkpointed locally for quick restart.",
     )
+    engine: Literal["auto", "native", "python"] = Field(
+        default="auto",
+        description="Decision engine: native (the Rust core, built by make install when cargo is present), "
+        "python (the reference engine), or auto (native when built, else python, said once at start-up).",
+    )
     batch_size: int = Field(default=2000, ge=1, le=1_000_000, description="Max events decided per batch.")
     commit_interval_ms: int = Field(
         default=250, ge=1, le=60_000,

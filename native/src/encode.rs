@@ -1,0 +1,82 @@
+//! Stage 5: the records the filter writes, as byte fragments. Each fragment is what
+//! `JsonCodec.encode` (orjson) writes for that part of the dict `Filter` builds; the
+//! constant parts come pre-encoded from Python (native.py), only the parts that vary
+//! per event are written here.
+//!
+//! Decision record (one per event and engine, CONTRACT §7 as of this version):
+//! `{"event_id":E,"subject_id":S,"engine":` + mid + cvp + categories + tail, where mid
+//! is `"<engine>","outcome":..,"reason":..,"consent_version":` (per engine and reason),
+//! cvp `<cv|null>,"policy_version":<v>,"categories_sent":`, tail
+//! `,"ts":..,"decided_at":..,"source_topic":..,"source_partition":..,"source_offset":..}`.
+
+use std::io::Write;
+
+#[inline]
+pub fn int(out: &mut Vec<u8>, n: i64) {
+    // writing to a Vec cannot fail
+    let _ = write!(out, "{n}");
+}
+
+/// `orjson.dumps(category_names(mask))`
+pub fn categories(out: &mut Vec<u8>, names_json: &[Vec<u8>], mask: u64) {
+    out.push(b'[');
+    let mut first = true;
+    for (i, n) in names_json.iter().enumerate() {
+        if i < 64 && mask >> i & 1 == 1 {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(n);
+        }
+    }
+    out.push(b']');
+}
+
+/// The per-event parts shared by the event's decision records.
+pub struct DecisionParts {
+    pub head: Vec<u8>,
+    pub cvp: Vec<u8>,
+    pub tail: Vec<u8>,
+}
+
+impl DecisionParts {
+    pub fn new() -> Self {
+        DecisionParts { head: Vec::with_capacity(96), cvp: Vec::with_capacity(48), tail: Vec::with_capacity(128) }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn set(&mut self, event_id: &dyn Fn(&mut Vec<u8>), subject: Option<&dyn Fn(&mut Vec<u8>)>, cv: Option<i64>,
+               cvp_suffix: &[u8], ts: i64, now: i64, topic_json: &[u8], partition: i64, offset: i64) {
+        let h = &mut self.head;
+        h.clear();
+        h.extend_from_slice(b"{\"event_id\":");
+        event_id(h);
+        h.extend_from_slice(b",\"subject_id\":");
+        match subject {
+            Some(w) => w(h),
+            None => h.extend_from_slice(b"null"),
+        }
+        h.extend_from_slice(b",\"engine\":");
+        let c = &mut self.cvp;
+        c.clear();
+        match cv {
+            Some(v) => int(c, v),
+            None => c.extend_from_slice(b"null"),
+        }
+        c.extend_from_slice(cvp_suffix);
+        let t = &mut self.tail;
+        t.clear();
+        t.extend_from_slice(b",\"ts\":");
+        int(t, ts);
+        t.extend_from_slice(b",\"decided_at\":");
+        int(t, now);
+        t.extend_from_slice(b",\"source_topic\":");
+        t.extend_from_slice(topic_json);
+        t.extend_from_slice(b",\"source_partition\":");
+        int(t, partition);
+        t.extend_from_slice(b",\"source_offset\":");
+        int(t, offset);
+        t.push(b'}');
+    }
+}

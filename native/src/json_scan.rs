@@ -1,0 +1,578 @@
+//! Stage 1 of the hot path: the JSON scanner.
+//!
+//! One pass over an event's raw bytes builds a flat tape of nodes that point into
+//! the input (no copies, no Python objects). The scanner accepts only what it is
+//! *sure* `orjson.loads` accepts with the same meaning; anything else (an exponent,
+//! an escaped object key, a lone surrogate escape, deep nesting, a syntax error)
+//! is `Unsure`, and the caller hands the record to the Python engine, which
+//! classifies it (DLQ reason and message) exactly as before. So the native engine
+//! never has to reproduce an error message: it only has to be right about what it
+//! accepts.
+//!
+//! The writer (`write_value`, `write_str`) emits a node the way `orjson.dumps`
+//! writes the value `orjson.loads` made of it: strings re-escaped the orjson way,
+//! numbers only when their text already is orjson's text (else `Unsure`).
+
+/// The scanner did not accept the input, or the writer cannot reproduce orjson's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsure;
+
+pub type Res<T> = Result<T, Unsure>;
+
+/// Nesting beyond this is `Unsure` (orjson's own limit is higher; our events are
+/// 3 levels deep, and a bound keeps the recursion's stack small).
+pub const MAX_DEPTH: u32 = 64;
+/// Integer digits beyond this: `Unsure` (orjson turns huge integers into floats,
+/// which overflow to an error somewhere past 308 digits; we never need to know where).
+const MAX_NUM_DIGITS: usize = 300;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Null,
+    True,
+    False,
+    Num,
+    Str,
+    Arr,
+    Obj,
+}
+
+/// Str: the text holds a backslash escape.
+pub const ESCAPED: u8 = 1;
+/// Num: an integer in the 64-bit range written as orjson writes it (`int` holds it).
+pub const NUM_INT: u8 = 2;
+/// Num: a float orjson writes as Rust's `{:?}` does (`int` holds its bits).
+pub const NUM_FLOAT: u8 = 4;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Node {
+    pub kind: Kind,
+    /// Value text `[start, end)`; for strings, inside the quotes.
+    pub start: u32,
+    pub end: u32,
+    /// Obj: `members[first..first + len]`; Arr: `elems[first..first + len]`.
+    pub first: u32,
+    pub len: u32,
+    pub flag: u8,
+    pub int: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Member {
+    /// Key text inside the quotes (never escaped: an escaped key is `Unsure`).
+    pub key_start: u32,
+    pub key_end: u32,
+    pub val: u32,
+}
+
+/// The tape of one document; reused across events (cleared, not reallocated).
+#[derive(Default)]
+pub struct Tape {
+    pub nodes: Vec<Node>,
+    pub members: Vec<Member>,
+    pub elems: Vec<u32>,
+    mstack: Vec<Member>,
+    estack: Vec<u32>,
+}
+
+impl Tape {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Scan `src` (one JSON document, any UTF-8 already checked by the caller or not:
+    /// it is checked here); returns the root node's index.
+    pub fn scan(&mut self, src: &[u8]) -> Res<u32> {
+        self.nodes.clear();
+        self.members.clear();
+        self.elems.clear();
+        self.mstack.clear();
+        self.estack.clear();
+        if std::str::from_utf8(src).is_err() {
+            return Err(Unsure);
+        }
+        let mut p = Parser { s: src, i: 0 };
+        p.ws();
+        let root = self.value(&mut p, 0)?;
+        p.ws();
+        if p.i != src.len() {
+            return Err(Unsure);
+        }
+        Ok(root)
+    }
+
+    fn push(&mut self, kind: Kind, start: usize, end: usize) -> u32 {
+        self.nodes.push(Node { kind, start: start as u32, end: end as u32, first: 0, len: 0, flag: 0, int: 0 });
+        (self.nodes.len() - 1) as u32
+    }
+
+    fn value(&mut self, p: &mut Parser, depth: u32) -> Res<u32> {
+        if depth > MAX_DEPTH {
+            return Err(Unsure);
+        }
+        match p.peek() {
+            Some(b'{') => self.object(p, depth),
+            Some(b'[') => self.array(p, depth),
+            Some(b'"') => {
+                let (a, b, esc) = p.string()?;
+                let n = self.push(Kind::Str, a, b);
+                if esc {
+                    self.nodes[n as usize].flag = ESCAPED;
+                }
+                Ok(n)
+            }
+            Some(b't') => p.literal(b"true").map(|(a, b)| self.push(Kind::True, a, b)),
+            Some(b'f') => p.literal(b"false").map(|(a, b)| self.push(Kind::False, a, b)),
+            Some(b'n') => p.literal(b"null").map(|(a, b)| self.push(Kind::Null, a, b)),
+            Some(c) if c == b'-' || c.is_ascii_digit() => {
+                let (a, b, flag, int) = p.number()?;
+                let n = self.push(Kind::Num, a, b);
+                let node = &mut self.nodes[n as usize];
+                node.flag = flag;
+                node.int = int;
+                Ok(n)
+            }
+            _ => Err(Unsure),
+        }
+    }
+
+    fn object(&mut self, p: &mut Parser, depth: u32) -> Res<u32> {
+        let start = p.i;
+        p.i += 1;
+        let base = self.mstack.len();
+        p.ws();
+        if p.peek() == Some(b'}') {
+            p.i += 1;
+        } else {
+            loop {
+                if p.peek() != Some(b'"') {
+                    return Err(Unsure);
+                }
+                let (ka, kb, esc) = p.string()?;
+                if esc {
+                    return Err(Unsure);
+                }
+                p.ws();
+                if p.peek() != Some(b':') {
+                    return Err(Unsure);
+                }
+                p.i += 1;
+                p.ws();
+                let v = self.value(p, depth + 1)?;
+                self.mstack.push(Member { key_start: ka as u32, key_end: kb as u32, val: v });
+                p.ws();
+                match p.peek() {
+                    Some(b',') => {
+                        p.i += 1;
+                        p.ws();
+                    }
+                    Some(b'}') => {
+                        p.i += 1;
+                        break;
+                    }
+                    _ => return Err(Unsure),
+                }
+            }
+        }
+        let n = self.push(Kind::Obj, start, p.i);
+        let first = self.members.len();
+        self.members.extend(self.mstack.drain(base..));
+        let node = &mut self.nodes[n as usize];
+        node.first = first as u32;
+        node.len = (self.members.len() - first) as u32;
+        Ok(n)
+    }
+
+    fn array(&mut self, p: &mut Parser, depth: u32) -> Res<u32> {
+        let start = p.i;
+        p.i += 1;
+        let base = self.estack.len();
+        p.ws();
+        if p.peek() == Some(b']') {
+            p.i += 1;
+        } else {
+            loop {
+                let v = self.value(p, depth + 1)?;
+                self.estack.push(v);
+                p.ws();
+                match p.peek() {
+                    Some(b',') => {
+                        p.i += 1;
+                        p.ws();
+                    }
+                    Some(b']') => {
+                        p.i += 1;
+                        break;
+                    }
+                    _ => return Err(Unsure),
+                }
+            }
+        }
+        let n = self.push(Kind::Arr, start, p.i);
+        let first = self.elems.len();
+        self.elems.extend(self.estack.drain(base..));
+        let node = &mut self.nodes[n as usize];
+        node.first = first as u32;
+        node.len = (self.elems.len() - first) as u32;
+        Ok(n)
+    }
+
+    pub fn node(&self, i: u32) -> &Node {
+        &self.nodes[i as usize]
+    }
+
+    /// `obj.get(key)` of the decoded dict: the member's value node, None when the key is
+    /// absent or its value is null (both are None to the engine). A key present twice is
+    /// `Unsure` (orjson keeps the last value at the first position; we never rely on it).
+    pub fn get(&self, src: &[u8], obj: u32, key: &[u8]) -> Res<Option<u32>> {
+        let n = self.node(obj);
+        debug_assert_eq!(n.kind, Kind::Obj);
+        let mut found: Option<u32> = None;
+        for m in &self.members[n.first as usize..(n.first + n.len) as usize] {
+            if &src[m.key_start as usize..m.key_end as usize] == key {
+                if found.is_some() {
+                    return Err(Unsure);
+                }
+                found = Some(m.val);
+            }
+        }
+        Ok(found.filter(|&v| self.node(v).kind != Kind::Null))
+    }
+
+    pub fn obj_members(&self, obj: u32) -> &[Member] {
+        let n = self.node(obj);
+        &self.members[n.first as usize..(n.first + n.len) as usize]
+    }
+
+    pub fn arr_elems(&self, arr: u32) -> &[u32] {
+        let n = self.node(arr);
+        &self.elems[n.first as usize..(n.first + n.len) as usize]
+    }
+
+    /// The decoded text of a string node (escapes resolved).
+    pub fn str_bytes<'a>(&self, src: &'a [u8], i: u32, buf: &'a mut Vec<u8>) -> &'a [u8] {
+        let n = self.node(i);
+        let raw = &src[n.start as usize..n.end as usize];
+        if n.flag & ESCAPED == 0 {
+            return raw;
+        }
+        buf.clear();
+        unescape(raw, buf);
+        buf
+    }
+
+    /// Write a node as `orjson.dumps` writes the value `orjson.loads` made of it.
+    pub fn write_value(&self, src: &[u8], i: u32, out: &mut Vec<u8>) -> Res<()> {
+        let n = *self.node(i);
+        match n.kind {
+            Kind::Null => out.extend_from_slice(b"null"),
+            Kind::True => out.extend_from_slice(b"true"),
+            Kind::False => out.extend_from_slice(b"false"),
+            Kind::Num => {
+                if n.flag & NUM_INT != 0 {
+                    out.extend_from_slice(&src[n.start as usize..n.end as usize]);
+                } else if n.flag & NUM_FLOAT != 0 {
+                    use std::io::Write;
+                    let _ = write!(out, "{:?}", f64::from_bits(n.int as u64));
+                } else {
+                    return Err(Unsure);
+                }
+            }
+            Kind::Str => self.write_str(src, i, out),
+            Kind::Arr => {
+                out.push(b'[');
+                for (k, &e) in self.arr_elems(i).iter().enumerate() {
+                    if k > 0 {
+                        out.push(b',');
+                    }
+                    self.write_value(src, e, out)?;
+                }
+                out.push(b']');
+            }
+            Kind::Obj => {
+                let ms = self.obj_members(i);
+                for (a, ma) in ms.iter().enumerate() {
+                    let ka = &src[ma.key_start as usize..ma.key_end as usize];
+                    if ms[..a].iter().any(|mb| &src[mb.key_start as usize..mb.key_end as usize] == ka) {
+                        return Err(Unsure);
+                    }
+                }
+                out.push(b'{');
+                for (k, m) in ms.iter().enumerate() {
+                    if k > 0 {
+                        out.push(b',');
+                    }
+                    out.push(b'"');
+                    out.extend_from_slice(&src[m.key_start as usize..m.key_end as usize]);
+                    out.extend_from_slice(b"\":");
+                    self.write_value(src, m.val, out)?;
+                }
+                out.push(b'}');
+            }
+        }
+        Ok(())
+    }
+
+    /// A string node as orjson writes it (quotes included).
+    pub fn write_str(&self, src: &[u8], i: u32, out: &mut Vec<u8>) {
+        let n = self.node(i);
+        let raw = &src[n.start as usize..n.end as usize];
+        if n.flag & ESCAPED == 0 {
+            // no escapes and (the scanner checked) no control characters: orjson writes it as is
+            out.push(b'"');
+            out.extend_from_slice(raw);
+            out.push(b'"');
+        } else {
+            let mut buf = Vec::with_capacity(raw.len());
+            unescape(raw, &mut buf);
+            write_json_str(&buf, out);
+        }
+    }
+}
+
+/// `orjson.dumps(s)` of a decoded string (UTF-8 bytes).
+pub fn write_json_str(s: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let mut last = 0;
+    for (k, &c) in s.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&s[last..k]);
+        if esc.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(c >> 4) as usize]);
+            out.push(HEX[(c & 15) as usize]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        last = k + 1;
+    }
+    out.extend_from_slice(&s[last..]);
+    out.push(b'"');
+}
+
+fn hex4(s: &[u8]) -> Option<u32> {
+    if s.len() < 4 {
+        return None;
+    }
+    let mut v = 0u32;
+    for &c in &s[..4] {
+        let d = (c as char).to_digit(16)?;
+        v = v * 16 + d;
+    }
+    Some(v)
+}
+
+/// Resolve the escapes of a string the scanner accepted (so every escape is valid).
+fn unescape(raw: &[u8], buf: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < raw.len() {
+        let c = raw[i];
+        if c != b'\\' {
+            buf.push(c);
+            i += 1;
+            continue;
+        }
+        let e = raw[i + 1];
+        i += 2;
+        let ch = match e {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            _ => {
+                let hi = hex4(&raw[i..]).unwrap_or(0xfffd);
+                i += 4;
+                let cp = if (0xD800..0xDC00).contains(&hi) {
+                    let lo = hex4(&raw[i + 2..]).unwrap_or(0xDC00);
+                    i += 6;
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                } else {
+                    hi
+                };
+                char::from_u32(cp).unwrap_or('\u{fffd}')
+            }
+        };
+        let mut tmp = [0u8; 4];
+        buf.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+    }
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Res<(usize, usize)> {
+        let a = self.i;
+        if self.s.len() >= a + word.len() && &self.s[a..a + word.len()] == word {
+            self.i += word.len();
+            Ok((a, self.i))
+        } else {
+            Err(Unsure)
+        }
+    }
+
+    /// A string at `"`: (start, end inside the quotes, has escapes).
+    fn string(&mut self) -> Res<(usize, usize, bool)> {
+        self.i += 1;
+        let a = self.i;
+        let s = self.s;
+        let mut esc = false;
+        loop {
+            let c = *s.get(self.i).ok_or(Unsure)?;
+            match c {
+                b'"' => {
+                    let b = self.i;
+                    self.i += 1;
+                    return Ok((a, b, esc));
+                }
+                b'\\' => {
+                    esc = true;
+                    let e = *s.get(self.i + 1).ok_or(Unsure)?;
+                    match e {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 2,
+                        b'u' => {
+                            let v = hex4(&s[self.i + 2..]).ok_or(Unsure)?;
+                            self.i += 6;
+                            if (0xD800..0xDC00).contains(&v) {
+                                // a high surrogate must be followed by a low one
+                                if s.get(self.i) != Some(&b'\\') || s.get(self.i + 1) != Some(&b'u') {
+                                    return Err(Unsure);
+                                }
+                                let lo = hex4(&s[self.i + 2..]).ok_or(Unsure)?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return Err(Unsure);
+                                }
+                                self.i += 6;
+                            } else if (0xDC00..0xE000).contains(&v) {
+                                return Err(Unsure);
+                            }
+                        }
+                        _ => return Err(Unsure),
+                    }
+                }
+                0..=0x1f => return Err(Unsure),
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    /// A number: (start, end, flag, int value when NUM_INT).
+    fn number(&mut self) -> Res<(usize, usize, u8, i64)> {
+        let s = self.s;
+        let a = self.i;
+        let neg = s[a] == b'-';
+        if neg {
+            self.i += 1;
+        }
+        let ia = self.i;
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                while let Some(b'0'..=b'9') = self.peek() {
+                    self.i += 1;
+                }
+            }
+            _ => return Err(Unsure),
+        }
+        let int_digits = self.i - ia;
+        if int_digits > MAX_NUM_DIGITS {
+            return Err(Unsure);
+        }
+        let mut frac = false;
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            let fa = self.i;
+            while let Some(b'0'..=b'9') = self.peek() {
+                self.i += 1;
+            }
+            if self.i == fa || self.i - fa > MAX_NUM_DIGITS {
+                return Err(Unsure);
+            }
+            frac = true;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            return Err(Unsure); // orjson's text for such numbers is its own; never needed
+        }
+        let text = &s[a..self.i];
+        if !frac {
+            // "-0" is the integer 0, written "0": valid, not spliceable
+            if neg && int_digits == 1 && s[ia] == b'0' {
+                return Ok((a, self.i, 0, 0));
+            }
+            // an i64 parse of digits (ASCII: from_utf8 cannot fail)
+            let v = std::str::from_utf8(text).ok().and_then(|t| t.parse::<i64>().ok());
+            return Ok(match v {
+                Some(v) => (a, self.i, NUM_INT, v),
+                None => (a, self.i, 0, 0), // valid (a big int or a float to orjson), not spliceable
+            });
+        }
+        // a plain decimal in the range where orjson and Rust's `{:?}` both write the
+        // shortest round-trip digits in positional notation: written from its value
+        // (so "13.00" comes out "13.0", as orjson writes it)
+        if int_digits <= 15 {
+            if let Some(x) = std::str::from_utf8(text).ok().and_then(|t| t.parse::<f64>().ok()) {
+                if x == 0.0 || (1e-4..1e15).contains(&x.abs()) {
+                    return Ok((a, self.i, NUM_FLOAT, x.to_bits() as i64));
+                }
+            }
+        }
+        Ok((a, self.i, 0, 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(src: &str) -> Option<String> {
+        let mut t = Tape::new();
+        let r = t.scan(src.as_bytes()).ok()?;
+        let mut out = Vec::new();
+        t.write_value(src.as_bytes(), r, &mut out).ok()?;
+        Some(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn canonical_forms() {
+        assert_eq!(canon(r#" { "a" : [1, 2.5, "x\u00e9\n"] } "#).unwrap(), "{\"a\":[1,2.5,\"x\u{e9}\\n\"]}");
+        assert_eq!(canon(r#""\ud83d\ude00\/""#).unwrap(), "\"\u{1F600}/\"");
+        assert!(canon(r#""\ud83d""#).is_none());
+        assert!(canon("1e5").is_none());
+        assert_eq!(canon("100.10").unwrap(), "100.1");
+        assert_eq!(canon("13.00").unwrap(), "13.0");
+        assert!(canon("-0").is_none());
+        assert_eq!(canon("-0.0").unwrap(), "-0.0");
+        assert!(canon(r#"{"a":1,"a":2}"#).is_none());
+        assert!(canon("[1,]").is_none());
+        assert!(canon("\"\x01\"").is_none());
+    }
+}

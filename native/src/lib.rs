@@ -1,0 +1,466 @@
+//! pfilter_native: the consent engine's hot path over raw bytes (issue 10).
+//!
+//! One module per stage, in the order an event goes through them:
+//! `json_scan` (bytes -> tape), `state` (the subject's consent state -> per-engine
+//! summaries), `rule` (CONTRACT §5), `project` (+ `geo`, `pseudonym`: the permitted
+//! fields spliced into the engine output), `encode` (decision records). `spec` holds
+//! the compiled policy, exported once from Python.
+//!
+//! The contract with the Python side (streams/engine/native.py): `Engine.decide`
+//! handles a record only when it is sure to produce exactly the records the Python
+//! `Filter.decide` produces for it; at the first record it is not sure about, it
+//! stops *before any side effect* (the clock is not read, nothing is appended) and
+//! returns that record's index; Python decides that record and calls again.
+
+#![forbid(unsafe_code)]
+
+pub mod encode;
+pub mod geo;
+pub mod json_scan;
+pub mod project;
+pub mod pseudonym;
+pub mod rule;
+pub mod spec;
+pub mod state;
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use crate::encode::DecisionParts;
+use crate::json_scan::{Kind, Tape, NUM_INT};
+use crate::project::{Event, Scratch, ABSENT};
+use crate::rule::{before_now, expired, Before, Summary, ANONYMOUS, EXPIRED, NOTHING_PERMITTED, NO_CONSENT, N_REASONS};
+use crate::spec::Spec;
+
+/// Bound of the per-subject summary cache (entries; cleared when reached), as the
+/// Python engine's SUMMARY_CACHE_MAX: it serves the subjects active now.
+const SUMMARY_CACHE_MAX: usize = 1 << 16;
+
+/// What phase 1 (no side effects) decided for one engine.
+#[derive(Clone, Copy)]
+enum Pending {
+    Drop(u8),
+    /// Time-dependent: `expired` when `now >= min_ea`; else `post`, else the output
+    /// (`out`: output bytes range, output key range (pseudonym) or None, sent mask),
+    /// else nothing permitted.
+    Timed { min_ea: i64, post: Option<u8>, out: Option<(usize, usize, Option<(usize, usize)>, u64)> },
+}
+
+#[pyclass(module = "pfilter_native")]
+pub struct Engine {
+    spec: Spec,
+    tape: Tape,
+    slots: Vec<u32>,
+    cache: HashMap<Vec<u8>, (Py<PyAny>, Vec<Summary>)>,
+    sc: Scratch,
+    outs: Vec<u8>,
+    okeys: Vec<u8>,
+    subj: Vec<u8>,
+    pend: Vec<Pending>,
+    parts: DecisionParts,
+    rec: Vec<u8>,
+    summ_buf: Vec<Summary>,
+    // counters since the last take_counts
+    decided: u64,
+    emitted: Vec<u64>,
+    dropped: [u64; N_REASONS],
+    drop_order: Vec<u8>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Engine {
+    /// One record: Ok(true) handled (records appended, counters updated), Ok(false) not
+    /// handled and nothing done, Err: a Python error (the clock raised).
+    fn one(&mut self, py: Python<'_>, rec: &Bound<'_, PyAny>, out: &Bound<'_, PyList>, store: &Bound<'_, PyAny>,
+           clock: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        let Ok(t) = rec.cast::<PyTuple>() else { return Ok(false) };
+        if t.len() != 7 {
+            return Ok(false);
+        }
+        let topic = t.get_item(0)?;
+        let Some(ti) = self.spec.topics.iter().position(|x| topic.is(&x.name)
+            || topic.cast::<PyString>().ok().zip(x.name.bind(py).to_str().ok())
+                .is_some_and(|(a, b)| a.to_str().is_ok_and(|a| a == b)))
+        else {
+            return Ok(false);
+        };
+        let Ok(partition) = t.get_item(1)?.extract::<i64>() else { return Ok(false) };
+        let Ok(offset) = t.get_item(2)?.extract::<i64>() else { return Ok(false) };
+        let key_obj = t.get_item(3)?;
+        let key: Option<&[u8]> = if key_obj.is_none() {
+            None
+        } else if let Ok(b) = key_obj.cast_exact::<PyBytes>() {
+            let kb = b.as_bytes();
+            if std::str::from_utf8(kb).is_err() {
+                return Ok(false);
+            }
+            Some(kb)
+        } else {
+            return Ok(false);
+        };
+        let value_obj = t.get_item(4)?;
+        let Ok(value) = value_obj.cast_exact::<PyBytes>() else { return Ok(false) };
+        let src = value.as_bytes();
+        let tspec = &self.spec.topics[ti];
+        if src.len() > tspec.max_bytes {
+            return Ok(false);
+        }
+        let Ok(root) = self.tape.scan(src) else { return Ok(false) };
+        let tape = &self.tape;
+        if tape.node(root).kind != Kind::Obj {
+            return Ok(false);
+        }
+        self.slots.clear();
+        self.slots.resize(self.spec.top.names.len(), ABSENT);
+        for m in tape.obj_members(root) {
+            if let Some(id) = self.spec.top.find(&src[m.key_start as usize..m.key_end as usize]) {
+                let s = &mut self.slots[id as usize];
+                if *s != ABSENT {
+                    return Ok(false); // a known key twice
+                }
+                *s = m.val;
+            }
+        }
+        let sp = &self.spec;
+        let get = |id: u16| {
+            let v = self.slots[id as usize];
+            if v == ABSENT || tape.node(v).kind == Kind::Null { None } else { Some(v) }
+        };
+        // envelope (codec check + batch._event_problem): anything off -> Python says why
+        let Some(event_id) = get(sp.id_event_id) else { return Ok(false) };
+        let n = tape.node(event_id);
+        if n.kind != Kind::Str || n.start == n.end {
+            return Ok(false);
+        }
+        let Some(tsn) = get(sp.id_ts) else { return Ok(false) };
+        let n = tape.node(tsn);
+        if n.kind != Kind::Num || n.flag & NUM_INT == 0 || n.int == i64::MAX {
+            return Ok(false);
+        }
+        let ts = n.int;
+        let Some(etn) = get(sp.id_event_type) else { return Ok(false) };
+        if tape.node(etn).kind != Kind::Str {
+            return Ok(false);
+        }
+        self.subj.clear();
+        let mut tmp = Vec::new();
+        let et = tape.str_bytes(src, etn, &mut tmp);
+        let Some(type_id) = tspec.types.iter().copied().find(|&i| sp.event_types[i as usize] == et) else {
+            return Ok(false);
+        };
+        let subject_node = get(sp.id_subject_id);
+        if let Some(sn) = subject_node {
+            if tape.node(sn).kind != Kind::Str {
+                return Ok(false);
+            }
+            let mut tmp = Vec::new();
+            let s = tape.str_bytes(src, sn, &mut tmp);
+            if s.is_empty() || Some(s) != key {
+                return Ok(false); // empty: invalid_event; differs from the key: key_mismatch
+            }
+        }
+        if let Some(c) = get(sp.id_context) {
+            if tape.node(c).kind != Kind::Obj {
+                return Ok(false);
+            }
+        }
+        if tspec.purchase {
+            if let Some(c) = get(sp.id_items) {
+                if tape.node(c).kind != Kind::Arr {
+                    return Ok(false);
+                }
+            }
+        }
+        // consent state and summaries
+        let n_eng = sp.engines.len();
+        let mut cv: Option<i64> = None;
+        self.summ_buf.clear();
+        if subject_node.is_none() {
+            self.summ_buf.resize(n_eng, Summary::fixed(ANONYMOUS));
+        } else {
+            let kb = key.unwrap_or_default();
+            let subject = PyString::new(py, std::str::from_utf8(kb).unwrap_or_default());
+            let state = if let Ok(d) = store.cast_exact::<PyDict>() {
+                d.get_item(&subject)?
+            } else {
+                let s = store.call_method1("get", (&subject,))?;
+                if s.is_none() { None } else { Some(s) }
+            };
+            match state {
+                None => self.summ_buf.resize(n_eng, Summary::fixed(NO_CONSENT)),
+                Some(state) => {
+                    let Some(view) = state::read(&state) else { return Ok(false) };
+                    if !view.void(sp.vocab_fp) {
+                        cv = Some(view.updated_at);
+                    }
+                    match self.cache.get(kb) {
+                        Some((st, summ)) if state.is(st) => self.summ_buf.extend_from_slice(summ),
+                        _ => {
+                            for e in &sp.engines {
+                                let Some(s) = state::summarize(e, &view) else { return Ok(false) };
+                                self.summ_buf.push(s);
+                            }
+                            if self.cache.len() >= SUMMARY_CACHE_MAX {
+                                self.cache.clear();
+                            }
+                            self.cache.insert(kb.to_vec(), (state.clone().unbind(), self.summ_buf.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        // phase 1: everything that does not depend on `now`, projections included
+        if let Some(sn) = subject_node {
+            tape.write_str(src, sn, &mut self.subj);
+        }
+        let ev = Event { src, tape, slots: &self.slots, event_id, event_type: etn, ts };
+        self.pend.clear();
+        self.outs.clear();
+        self.okeys.clear();
+        for (ei, e) in sp.engines.iter().enumerate() {
+            let p = match before_now(&self.summ_buf[ei], ts) {
+                Before::Drop(r) => Pending::Drop(r),
+                Before::Timed { min_ea, post: Some(r) } => Pending::Timed { min_ea, post: Some(r), out: None },
+                Before::Timed { min_ea, post: None } => {
+                    let okey = if e.pseudonymize_subject {
+                        let Some(k) = e.key.as_ref() else { return Ok(false) };
+                        let a = self.okeys.len();
+                        k.subject(key.unwrap_or_default(), &mut self.okeys);
+                        Some((a, self.okeys.len()))
+                    } else {
+                        None
+                    };
+                    let mut sj = Vec::new();
+                    let subject_json: &[u8] = match okey {
+                        Some((a, b)) => {
+                            sj.push(b'"');
+                            sj.extend_from_slice(&self.okeys[a..b]);
+                            sj.push(b'"');
+                            &sj
+                        }
+                        None => &self.subj,
+                    };
+                    let a = self.outs.len();
+                    let plan = &e.plans[type_id as usize];
+                    let Ok(r) = project::project(&ev, e, plan, self.summ_buf[ei].allowed, subject_json, &mut self.outs,
+                                                 &mut self.sc) else { return Ok(false) };
+                    match r {
+                        None => Pending::Timed { min_ea, post: None, out: None },
+                        Some(sent) => {
+                            self.outs.extend_from_slice(b",\"consent_version\":");
+                            let Some(c) = cv else { return Ok(false) };
+                            encode::int(&mut self.outs, c);
+                            self.outs.extend_from_slice(&e.trailer);
+                            Pending::Timed { min_ea, post: None, out: Some((a, self.outs.len(), okey, sent)) }
+                        }
+                    }
+                }
+            };
+            self.pend.push(p);
+        }
+        // phase 2: the clock, then the records
+        let now = match clock {
+            None => now_ms(),
+            Some(c) => c.call0()?.extract::<i64>()
+                .map_err(|_| PyTypeError::new_err("native engine: the clock must return an int (epoch ms)"))?,
+        };
+        let sj = &self.subj;
+        let subj_w = |h: &mut Vec<u8>| h.extend_from_slice(sj);
+        let eid_w = |h: &mut Vec<u8>| tape.write_str(src, event_id, h);
+        self.parts.set(&eid_w, subject_node.map(|_| &subj_w as &dyn Fn(&mut Vec<u8>)), cv, &sp.cvp_suffix, ts, now,
+                       &tspec.json, partition, offset);
+        let dtopic = sp.decisions_topic.bind(py);
+        let none = py.None();
+        let mut reasons = [0u8; 64];
+        let mut n_reasons = 0;
+        for (ei, e) in sp.engines.iter().enumerate() {
+            let reason = match self.pend[ei] {
+                Pending::Drop(r) => Some(r),
+                Pending::Timed { min_ea, post, out: o } => {
+                    if expired(min_ea, now) {
+                        Some(EXPIRED)
+                    } else if post.is_some() {
+                        post
+                    } else if let Some((a, b, okey, sent)) = o {
+                        let okey_obj: Bound<'_, PyAny> = match okey {
+                            Some((x, y)) => PyBytes::new(py, &self.okeys[x..y]).into_any(),
+                            None => key_obj.clone(),
+                        };
+                        let v = PyBytes::new(py, &self.outs[a..b]);
+                        out.append(PyTuple::new(py, [e.topic.bind(py).clone().into_any(), okey_obj, v.into_any(),
+                                                     none.bind(py).clone()])?)?;
+                        self.rec.clear();
+                        self.rec.extend_from_slice(&self.parts.head);
+                        self.rec.extend_from_slice(&e.mid_emitted);
+                        self.rec.extend_from_slice(&self.parts.cvp);
+                        encode::categories(&mut self.rec, &sp.categories_json, sent);
+                        self.rec.extend_from_slice(&self.parts.tail);
+                        self.emitted[ei] += 1;
+                        None
+                    } else {
+                        Some(NOTHING_PERMITTED)
+                    }
+                }
+            };
+            if let Some(r) = reason {
+                self.rec.clear();
+                self.rec.extend_from_slice(&self.parts.head);
+                self.rec.extend_from_slice(&e.mids[r as usize]);
+                self.rec.extend_from_slice(&self.parts.cvp);
+                self.rec.extend_from_slice(b"[]");
+                self.rec.extend_from_slice(&self.parts.tail);
+                if n_reasons < reasons.len() {
+                    reasons[n_reasons] = r;
+                    n_reasons += 1;
+                }
+            }
+            let d = PyBytes::new(py, &self.rec);
+            out.append(PyTuple::new(py, [dtopic.clone().into_any(), key_obj.clone(), d.into_any(), none.bind(py).clone()])?)?;
+        }
+        self.decided += 1;
+        for &r in &reasons[..n_reasons] {
+            if self.dropped[r as usize] == 0 && !self.drop_order.contains(&r) {
+                self.drop_order.push(r);
+            }
+            self.dropped[r as usize] += 1;
+        }
+        Ok(true)
+    }
+}
+
+#[pymethods]
+impl Engine {
+    #[new]
+    fn new(spec: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let spec = Spec::from_py(spec)?;
+        if spec.engines.len() > 64 {
+            return Err(PyValueError::new_err("native engine: at most 64 engines"));
+        }
+        let n = spec.engines.len();
+        Ok(Engine {
+            spec,
+            tape: Tape::new(),
+            slots: Vec::new(),
+            cache: HashMap::new(),
+            sc: Scratch::default(),
+            outs: Vec::with_capacity(4096),
+            okeys: Vec::new(),
+            subj: Vec::new(),
+            pend: Vec::new(),
+            parts: DecisionParts::new(),
+            rec: Vec::with_capacity(512),
+            summ_buf: Vec::new(),
+            decided: 0,
+            emitted: vec![0; n],
+            dropped: [0; N_REASONS],
+            drop_order: Vec::new(),
+        })
+    }
+
+    /// Decide `records[start:]` into `out` until the first record the native side does not
+    /// handle; returns its index (`len(records)` when all were handled). `clock`: None
+    /// reads the system clock (epoch ms), else a callable returning epoch ms.
+    #[pyo3(signature = (records, start, out, store, clock=None))]
+    fn decide(&mut self, py: Python<'_>, records: &Bound<'_, PyList>, start: usize, out: &Bound<'_, PyList>,
+              store: &Bound<'_, PyAny>, clock: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+        let n = records.len();
+        let mut i = start;
+        while i < n {
+            let rec = records.get_item(i)?;
+            if !self.one(py, &rec, out, store, clock)? {
+                return Ok(i);
+            }
+            i += 1;
+        }
+        Ok(n)
+    }
+
+    /// (decided, emitted per engine, [(reason index, count)] in first-occurrence order)
+    /// since the last call; resets them.
+    fn take_counts(&mut self) -> (u64, Vec<u64>, Vec<(u8, u64)>) {
+        let d = std::mem::take(&mut self.decided);
+        let e = self.emitted.iter_mut().map(std::mem::take).collect();
+        let order = std::mem::take(&mut self.drop_order);
+        let r = order.iter().map(|&i| (i, std::mem::take(&mut self.dropped[i as usize]))).collect();
+        (d, e, r)
+    }
+
+    /// Drop what is cached about a subject (its consent was erased).
+    fn forget(&mut self, subject: &[u8]) {
+        self.cache.remove(subject);
+    }
+
+    /// Drop every cached summary.
+    fn clear_cache(&mut self) {
+        self.cache.clear();
+    }
+
+    /// Engine `i`'s pseudonym of a subject id (None: no key).
+    fn pseudonym<'py>(&self, py: Python<'py>, i: usize, subject: &[u8]) -> Option<Bound<'py, PyBytes>> {
+        let k = self.spec.engines.get(i)?.key.as_ref()?;
+        let mut out = Vec::new();
+        k.subject(subject, &mut out);
+        Some(PyBytes::new(py, &out))
+    }
+
+    /// Engine `i`'s pseudonym of a field value (`pseudonymize_value(path, value)`).
+    fn pseudonymize_value<'py>(&self, py: Python<'py>, i: usize, path: &[u8], value: &[u8]) -> Option<Bound<'py, PyBytes>> {
+        let k = self.spec.engines.get(i)?.key.as_ref()?;
+        let mut out = Vec::new();
+        k.field(path, value, &mut out);
+        Some(PyBytes::new(py, &out))
+    }
+}
+
+/// `orjson.dumps(orjson.loads(data))` when the scanner is sure of it, else None (tests, fuzzing).
+#[pyfunction]
+fn canonical<'py>(py: Python<'py>, data: &[u8]) -> Option<Bound<'py, PyBytes>> {
+    let mut t = Tape::new();
+    let root = t.scan(data).ok()?;
+    let mut out = Vec::new();
+    t.write_value(data, root, &mut out).ok()?;
+    Some(PyBytes::new(py, &out))
+}
+
+/// The scanner's verdict alone: True when it accepts `data` (tests, fuzzing).
+#[pyfunction]
+fn scans(data: &[u8]) -> bool {
+    Tape::new().scan(data).is_ok()
+}
+
+/// `coarsen:country` of a JSON record: `{"country": c}` bytes, b"" when left out, None when unsure.
+#[pyfunction]
+fn coarsen_country<'py>(py: Python<'py>, data: &[u8]) -> Option<Bound<'py, PyBytes>> {
+    let mut t = Tape::new();
+    let root = t.scan(data).ok()?;
+    let mut out = Vec::new();
+    geo::coarsen_country(&t, data, root, &mut out).ok()?;
+    Some(PyBytes::new(py, &out))
+}
+
+/// Hex HMAC-SHA256(key, msg) truncated to `hex_chars` (tests).
+#[pyfunction]
+fn hmac_hex(key: &[u8], msg: &[u8], hex_chars: usize) -> String {
+    let mut out = Vec::new();
+    pseudonym::Keyed::new(key, hex_chars).hex(&[msg], &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[pymodule]
+fn pfilter_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Engine>()?;
+    m.add_function(wrap_pyfunction!(canonical, m)?)?;
+    m.add_function(wrap_pyfunction!(scans, m)?)?;
+    m.add_function(wrap_pyfunction!(coarsen_country, m)?)?;
+    m.add_function(wrap_pyfunction!(hmac_hex, m)?)?;
+    m.add("REASON_COUNT", N_REASONS)?;
+    m.add("FORMAT", 1)?;
+    Ok(())
+}

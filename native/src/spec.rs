@@ -1,0 +1,262 @@
+//! The compiled policy as the native engine holds it: built once from the compact spec
+//! `streams/engine/native.py` exports from a `CompiledPolicy` (plain lists, ints and
+//! bytes; see `spec_of` there), never re-read per event.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString};
+
+use crate::pseudonym::Keyed;
+use crate::rule::N_REASONS;
+
+/// The shape of a field value (`policy.EVENT_PAYLOADS`): what a copy keeps.
+#[derive(Debug, Clone)]
+pub enum Shape {
+    /// A scalar: copied as it is.
+    Scalar,
+    /// A record: these keys only, in this order.
+    Record(Vec<(Vec<u8>, Shape)>),
+    /// An array of this shape.
+    Array(Box<Shape>),
+}
+
+/// transforms (policy.T_*)
+pub const T_KEEP: u8 = 0;
+pub const T_PSEUDONYMIZE: u8 = 2;
+pub const T_COUNTRY: u8 = 3;
+
+/// One field of a plan (`policy._compile_engine.plan_for`).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Index of the top-level key in `Spec::top`.
+    pub head: u16,
+    pub rest: Vec<Vec<u8>>,
+    pub parents: Vec<Vec<u8>>,
+    pub leaf: Vec<u8>,
+    pub dotted: Vec<u8>,
+    pub bit: u64,
+    pub code: u8,
+    pub shape: Shape,
+}
+
+pub struct EngineSpec {
+    pub topic: Py<PyString>,
+    pub vocab_fp: i64,
+    pub needs_idx: Vec<u32>,
+    pub needs_mask: u64,
+    pub tps_bit: u64,
+    pub third_party: bool,
+    pub jurisdictions: Option<Vec<Vec<u8>>>,
+    pub categories_mask: u64,
+    pub pseudonymize_subject: bool,
+    pub ts_hour: bool,
+    /// None: no key was given (no secret); pseudonymizing events fall back to Python.
+    pub key: Option<Keyed>,
+    /// Decision record fragment per drop reason, and for `emitted`.
+    pub mids: Vec<Vec<u8>>,
+    pub mid_emitted: Vec<u8>,
+    /// Engine output trailer after the consent version.
+    pub trailer: Vec<u8>,
+    /// Plan per event type id (`Spec::event_types`).
+    pub plans: Vec<Vec<Entry>>,
+}
+
+/// The top-level keys the engine reads, indexed by length for a cheap match.
+pub struct TopIndex {
+    pub names: Vec<Vec<u8>>,
+    by_len: Vec<Vec<u16>>,
+}
+
+impl TopIndex {
+    fn new(names: Vec<Vec<u8>>) -> Self {
+        let mut by_len: Vec<Vec<u16>> = vec![Vec::new(); 33];
+        for (i, n) in names.iter().enumerate() {
+            if n.len() < by_len.len() {
+                by_len[n.len()].push(i as u16);
+            }
+        }
+        TopIndex { names, by_len }
+    }
+
+    #[inline]
+    pub fn find(&self, key: &[u8]) -> Option<u16> {
+        let cands = self.by_len.get(key.len())?;
+        cands.iter().copied().find(|&i| self.names[i as usize] == key)
+    }
+
+    pub fn id(&self, name: &[u8]) -> Option<u16> {
+        self.find(name)
+    }
+}
+
+/// An input event topic.
+pub struct TopicSpec {
+    pub name: Py<PyString>,
+    /// orjson.dumps(topic), for the decision record.
+    pub json: Vec<u8>,
+    /// Event type ids this topic's kind accepts.
+    pub types: Vec<u16>,
+    pub purchase: bool,
+    pub max_bytes: usize,
+}
+
+pub struct Spec {
+    pub vocab_fp: i64,
+    /// `,"policy_version":<v>,"categories_sent":`
+    pub cvp_suffix: Vec<u8>,
+    pub top: TopIndex,
+    pub event_types: Vec<Vec<u8>>,
+    pub topics: Vec<TopicSpec>,
+    pub decisions_topic: Py<PyString>,
+    pub categories_json: Vec<Vec<u8>>,
+    pub engines: Vec<EngineSpec>,
+    /// Top ids of the envelope fields.
+    pub id_event_id: u16,
+    pub id_subject_id: u16,
+    pub id_event_type: u16,
+    pub id_ts: u16,
+    pub id_context: u16,
+    pub id_items: u16,
+}
+
+fn bytes_of(v: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(s.to_str()?.as_bytes().to_vec());
+    }
+    v.extract::<Vec<u8>>()
+}
+
+fn item<'py>(d: &Bound<'py, PyDict>, k: &str) -> PyResult<Bound<'py, PyAny>> {
+    d.get_item(k)?.ok_or_else(|| PyValueError::new_err(format!("native spec: missing {k:?}")))
+}
+
+fn shape_of(v: &Bound<'_, PyAny>) -> PyResult<Shape> {
+    if v.is_none() {
+        return Ok(Shape::Scalar);
+    }
+    if let Ok(d) = v.cast::<PyDict>() {
+        let mut fields = Vec::new();
+        for (k, sub) in d.iter() {
+            fields.push((bytes_of(&k)?, shape_of(&sub)?));
+        }
+        return Ok(Shape::Record(fields));
+    }
+    if let Ok(l) = v.cast::<PyList>() {
+        if l.len() == 1 {
+            return Ok(Shape::Array(Box::new(shape_of(&l.get_item(0)?)?)));
+        }
+    }
+    Err(PyValueError::new_err("native spec: a shape is None, a dict or a one-element list"))
+}
+
+fn strs(v: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for x in v.try_iter()? {
+        out.push(bytes_of(&x?)?);
+    }
+    Ok(out)
+}
+
+impl Spec {
+    pub fn from_py(d: &Bound<'_, PyDict>) -> PyResult<Spec> {
+        let top = TopIndex::new(strs(&item(d, "top_names")?)?);
+        let need = |n: &str| top.id(n.as_bytes()).ok_or_else(|| PyValueError::new_err(format!("native spec: {n} not in top_names")));
+        let event_types = strs(&item(d, "event_types")?)?;
+        let type_id = |t: &[u8]| -> PyResult<u16> {
+            event_types
+                .iter()
+                .position(|x| x.as_slice() == t)
+                .map(|i| i as u16)
+                .ok_or_else(|| PyValueError::new_err("native spec: unknown event type"))
+        };
+        let mut topics = Vec::new();
+        for t in item(d, "topics")?.try_iter()? {
+            let t = t?;
+            let t = t.cast::<PyDict>()?;
+            let mut types = Vec::new();
+            for x in strs(&item(t, "types")?)? {
+                types.push(type_id(&x)?);
+            }
+            topics.push(TopicSpec {
+                name: item(t, "name")?.cast_into::<PyString>()?.unbind(),
+                json: bytes_of(&item(t, "json")?)?,
+                types,
+                purchase: item(t, "purchase")?.extract()?,
+                max_bytes: item(t, "max_bytes")?.extract()?,
+            });
+        }
+        let hex_chars: usize = item(d, "hex_chars")?.extract()?;
+        let vocab_fp: i64 = item(d, "vocab_fp")?.extract()?;
+        let mut engines = Vec::new();
+        for e in item(d, "engines")?.try_iter()? {
+            let e = e?;
+            let e = e.cast::<PyDict>()?;
+            let mids = strs(&item(e, "mids")?)?;
+            if mids.len() != N_REASONS {
+                return Err(PyValueError::new_err("native spec: one mid per reason"));
+            }
+            let jur = item(e, "jurisdictions")?;
+            let key = item(e, "key")?;
+            let mut plans = vec![Vec::new(); event_types.len()];
+            let pd = item(e, "plans")?;
+            let pd = pd.cast::<PyDict>()?;
+            for (t, plan) in pd.iter() {
+                let tid = type_id(&bytes_of(&t)?)?;
+                let mut entries = Vec::new();
+                for ent in plan.try_iter()? {
+                    let ent = ent?;
+                    let head = bytes_of(&ent.get_item(0)?)?;
+                    entries.push(Entry {
+                        head: top.id(&head).ok_or_else(|| PyValueError::new_err("native spec: plan head not in top_names"))?,
+                        rest: strs(&ent.get_item(1)?)?,
+                        parents: strs(&ent.get_item(2)?)?,
+                        leaf: bytes_of(&ent.get_item(3)?)?,
+                        dotted: bytes_of(&ent.get_item(4)?)?,
+                        bit: ent.get_item(5)?.extract()?,
+                        code: ent.get_item(6)?.extract()?,
+                        shape: shape_of(&ent.get_item(7)?)?,
+                    });
+                }
+                plans[tid as usize] = entries;
+            }
+            engines.push(EngineSpec {
+                topic: item(e, "topic")?.cast_into::<PyString>()?.unbind(),
+                vocab_fp,
+                needs_idx: item(e, "needs_idx")?.extract()?,
+                needs_mask: item(e, "needs_mask")?.extract()?,
+                tps_bit: item(e, "tps_bit")?.extract()?,
+                third_party: item(e, "third_party")?.extract()?,
+                jurisdictions: if jur.is_none() { None } else { Some(strs(&jur)?) },
+                categories_mask: item(e, "categories_mask")?.extract()?,
+                pseudonymize_subject: item(e, "pseudonymize_subject")?.extract()?,
+                ts_hour: item(e, "ts_hour")?.extract()?,
+                key: if key.is_none() { None } else { Some(Keyed::new(&key.extract::<Vec<u8>>()?, hex_chars)) },
+                mids,
+                mid_emitted: bytes_of(&item(e, "mid_emitted")?)?,
+                trailer: bytes_of(&item(e, "trailer")?)?,
+                plans,
+            });
+        }
+        for e in &engines {
+            if e.needs_idx.iter().any(|&i| i >= 64) {
+                return Err(PyValueError::new_err("native spec: purpose index beyond 63"));
+            }
+        }
+        Ok(Spec {
+            vocab_fp,
+            cvp_suffix: bytes_of(&item(d, "cvp_suffix")?)?,
+            id_event_id: need("event_id")?,
+            id_subject_id: need("subject_id")?,
+            id_event_type: need("event_type")?,
+            id_ts: need("ts")?,
+            id_context: need("context")?,
+            id_items: need("items")?,
+            top,
+            event_types,
+            topics,
+            decisions_topic: item(d, "decisions_topic")?.cast_into::<PyString>()?.unbind(),
+            categories_json: strs(&item(d, "categories_json")?)?,
+            engines,
+        })
+    }
+}

@@ -1,0 +1,279 @@
+"""The native engine core (native/, Rust) behind the batch API, and engine selection.
+
+``NativeFilter`` has the API of ``streams.engine.batch.Filter`` (``apply_consent``,
+``decide`` -> ``BatchResult``) and produces the same BatchResults, byte for byte:
+
+- ``decide`` hands the batch to the native ``Engine``, which scans each JSON event's
+  raw bytes, looks up the subject's consent state in the store, applies the rule and
+  writes the engine outputs and decision records. It stops at the first record it is
+  not sure about (Avro, a malformed event, anything unusual), *before* any side effect
+  (the clock is not read); that one record goes through the Python ``Filter`` (the
+  reference semantics, which classify it: DLQ entry, reason, message), then the native
+  engine resumes with the next. Outputs come out in input order either way.
+- ``apply_consent`` is the Python one (consent records are few); tombstones also
+  drop what the native side cached about the subject.
+
+``PFILTER_ENGINE`` (``streams.config``): ``python``, ``native``, or ``auto`` (native
+when the extension is importable). ``native`` without the extension stops start-up
+naming the problem; ``auto`` without it says so once in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any
+
+import orjson
+
+from streams.engine import batch as _batch
+from streams.engine.batch import BatchResult, Filter, TopicNames
+from streams.engine.codecs import EVENT_TYPES, JsonCodec
+from streams.engine.decide import REASONS
+from streams.engine.policy import ENVELOPE, PATHS_BY_TYPE, PSEUDONYM_HEX_CHARS, T_PSEUDONYMIZE, CompiledPolicy, engine_key
+from streams.errors import PFilterError
+
+log = logging.getLogger("streams.engine")
+
+ENGINES = ("auto", "native", "python")
+
+try:  # the extension is optional: a machine without cargo runs the Python engine
+    import pfilter_native as _ext
+except ImportError as _exc:  # noqa: F841 - kept for the start-up message
+    _ext = None
+    IMPORT_ERROR: str | None = f"{type(_exc).__name__}: {_exc}"
+else:
+    IMPORT_ERROR = None
+
+
+class NativeEngineError(PFilterError):
+    """The native engine was asked for and cannot run (not built, or it disagrees with the policy)."""
+
+
+def available() -> bool:
+    """True when the native extension is importable."""
+    return _ext is not None
+
+
+_said_once = False
+
+
+def resolve(choice: str) -> str:
+    """``python`` or ``native`` for a ``PFILTER_ENGINE`` value; raises NativeEngineError when
+    ``native`` is asked for and not built. ``auto`` without the extension logs it once."""
+    global _said_once
+    if choice not in ENGINES:
+        raise NativeEngineError(f"PFILTER_ENGINE: {choice!r} is not one of {', '.join(ENGINES)}")
+    if choice == "python":
+        return "python"
+    if _ext is not None:
+        return "native"
+    if choice == "native":
+        raise NativeEngineError(
+            f"PFILTER_ENGINE=native, but the native engine is not built ({IMPORT_ERROR}); "
+            "run `make install` on a machine with cargo, or set PFILTER_ENGINE=python")
+    if not _said_once:
+        _said_once = True
+        log.warning("native engine not built (no Rust toolchain at install?): using the Python engine")
+    return "python"
+
+
+def _needs_key(eng: Any) -> bool:
+    return bool(eng.pseudonymize_subject or T_PSEUDONYMIZE in eng.transforms.values())
+
+
+def spec_of(policy: CompiledPolicy, topics: TopicNames, event_codecs: dict[str, Any],
+            secret: bytes | None) -> dict[str, Any]:
+    """The compact spec of a compiled policy the native ``Engine`` is built from (once).
+
+    Constant record fragments are encoded here with orjson, so their bytes are by
+    construction those of the Python engine; the native side only writes what varies.
+    ``event_codecs``: topic -> codec of the input topics the native side may decode
+    (JSON ones only). ``secret``: the pseudonym secret; without it, events that need a
+    pseudonym go through the Python engine."""
+    d = orjson.dumps
+    top = list(dict.fromkeys([*ENVELOPE, "context", "items",
+                              *(p.split(".")[0] for paths in PATHS_BY_TYPE.values() for p in paths)]))
+    event_types = list(PATHS_BY_TYPE)
+    topic_specs = []
+    for name, codec in event_codecs.items():
+        if type(codec) is not JsonCodec or codec.kind not in EVENT_TYPES:
+            continue
+        topic_specs.append({"name": name, "json": d(name), "types": sorted(EVENT_TYPES[codec.kind]),
+                            "purchase": codec.kind == "purchase_event", "max_bytes": codec.max_bytes})
+    engines = []
+    for eng in policy.engines:
+        def mid(outcome: str, reason: str | None, name: str = eng.name) -> bytes:
+            return d(name) + b',"outcome":' + d(outcome) + b',"reason":' + d(reason) + b',"consent_version":'
+
+        plans = {}
+        for t in event_types:
+            full = eng.plans.get(t)
+            if full is None:  # as CompiledEngine.mask_plan: an empty plan is a plan
+                full = eng.default_plan
+            plans[t] = [(head, list(rest), list(parents), leaf, dotted, bit, code, shape)
+                        for head, rest, parents, leaf, dotted, bit, code, shape in full]
+        engines.append({
+            "topic": eng.topic,
+            "needs_idx": list(eng.needs_idx),
+            "needs_mask": eng.needs_mask,
+            "tps_bit": eng.tps_bit,
+            "third_party": bool(eng.third_party),
+            "jurisdictions": None if eng.jurisdictions is None else sorted(eng.jurisdictions),
+            "categories_mask": eng.categories_mask,
+            "pseudonymize_subject": bool(eng.pseudonymize_subject),
+            "ts_hour": bool(eng.ts_hour),
+            "key": engine_key(secret, eng.name) if secret and _needs_key(eng) else None,
+            "mids": [mid(_batch.DROPPED, r) for r in REASONS],
+            "mid_emitted": mid(_batch.EMITTED, None),
+            "trailer": (b',"policy_version":' + d(eng.policy_version) + b',"purposes":' + d(list(eng.relied_on))
+                        + b',"engine":' + d(eng.name) + b"}"),
+            "plans": plans,
+        })
+    return {
+        "vocab_fp": policy.vocab.fingerprint,
+        "cvp_suffix": b',"policy_version":' + d(policy.version) + b',"categories_sent":',
+        "top_names": top,
+        "event_types": event_types,
+        "topics": topic_specs,
+        "decisions_topic": topics.decisions,
+        "categories_json": [d(c) for c in policy.vocab.categories],
+        "hex_chars": PSEUDONYM_HEX_CHARS,
+        "engines": engines,
+    }
+
+
+class NativeFilter:
+    """``Filter`` with the native hot path (see the module doc). Same constructor, plus
+    ``secret`` (the pseudonym secret the policy was compiled with)."""
+
+    def __init__(
+        self,
+        policy: CompiledPolicy,
+        topics: TopicNames,
+        formats: dict[str, str],
+        store: MutableMapping[str, tuple] | None = None,
+        clock: Callable[[], int] | None = None,
+        *,
+        secret: bytes | None = None,
+    ) -> None:
+        if _ext is None:
+            raise NativeEngineError(f"the native engine is not built ({IMPORT_ERROR})")
+        if isinstance(secret, str):
+            secret = secret.encode()
+        self._py = Filter(policy, topics, formats, store=store, clock=clock)
+        if len(REASONS) != _ext.REASON_COUNT:
+            raise NativeEngineError("the native engine was built for another set of drop reasons; rebuild it")
+        self._names = [e.name for e in policy.engines]
+        self._native: Any = None
+        if type(self._py._out_codec) is JsonCodec and type(self._py._decision_codec) is JsonCodec:
+            self._native = _ext.Engine(spec_of(policy, topics, self._py._event_codecs, secret))
+            self._check_keys(policy)
+
+    def _check_keys(self, policy: CompiledPolicy) -> None:
+        """The native keys must give the policy's pseudonyms (a wrong secret would not)."""
+        probe = "pfilter-key-check"
+        for i, eng in enumerate(policy.engines):
+            got = self._native.pseudonym(i, probe.encode())
+            if got is not None and got.decode() != eng.pseudonym(probe):
+                raise NativeEngineError(f"engine {eng.name!r}: the pseudonym secret given to the native engine "
+                                        "is not the one the policy was compiled with")
+
+    # the Filter's public attributes, shared with the Python fallback
+    @property
+    def policy(self) -> CompiledPolicy:
+        return self._py.policy
+
+    @property
+    def topics(self) -> TopicNames:
+        return self._py.topics
+
+    @property
+    def formats(self) -> dict[str, str]:
+        return self._py.formats
+
+    @property
+    def store(self) -> MutableMapping[str, tuple]:
+        return self._py.store
+
+    @store.setter
+    def store(self, value: MutableMapping[str, tuple]) -> None:
+        self._py.store = value
+
+    @property
+    def clock(self) -> Callable[[], int]:
+        return self._py.clock
+
+    @clock.setter
+    def clock(self, value: Callable[[], int]) -> None:
+        self._py.clock = value
+
+    @property
+    def native(self) -> bool:
+        """True when decisions go through the native engine (JSON outputs)."""
+        return self._native is not None
+
+    def apply_consent(self, records: Iterable[tuple],
+                      store: MutableMapping[str, tuple] | None = None) -> BatchResult:
+        """``Filter.apply_consent``; a tombstone also drops the native caches of its subject."""
+        recs = records if type(records) is list else list(records)
+        res = self._py.apply_consent(recs, store)
+        nat = self._native
+        if nat is not None:
+            for rec in recs:
+                if rec[4] is None and type(rec[3]) is bytes:
+                    nat.forget(rec[3])
+        return res
+
+    def decide(self, records: Iterable[tuple]) -> BatchResult:
+        """``Filter.decide``, natively where the native engine is sure (see the module doc)."""
+        nat = self._native
+        if nat is None:
+            return self._py.decide(records)
+        recs = records if type(records) is list else list(records)
+        py = self._py
+        res = BatchResult(emitted={name: 0 for name in self._names})
+        out = res.records
+        clock = None if py.clock is _batch._now_ms else py.clock
+        n = len(recs)
+        i = 0
+        while True:
+            i = nat.decide(recs, i, out, py.store, clock)
+            self._take_counts(res)
+            if i >= n:
+                return res
+            _merge(res, py.decide([recs[i]]))
+            i += 1
+
+    def _take_counts(self, res: BatchResult) -> None:
+        decided, emitted, dropped = self._native.take_counts()
+        if not decided:
+            return
+        res.decided += decided
+        em = res.emitted
+        for name, c in zip(self._names, emitted):
+            em[name] += c
+        dr = res.dropped
+        for idx, c in dropped:
+            r = REASONS[idx]
+            dr[r] = dr.get(r, 0) + c
+
+
+def _merge(res: BatchResult, sub: BatchResult) -> None:
+    """Add one call's result to another, counters keyed in first-occurrence order."""
+    res.records.extend(sub.records)
+    for k, v in sub.emitted.items():
+        res.emitted[k] = res.emitted.get(k, 0) + v
+    for k, v in sub.dropped.items():
+        res.dropped[k] = res.dropped.get(k, 0) + v
+    for k, v in sub.ignored.items():
+        res.ignored[k] = res.ignored.get(k, 0) + v
+    res.dlq += sub.dlq
+    res.decided += sub.decided
+    res.consent += sub.consent
+    res.erasures += sub.erasures
+
+
+def filter_class(choice: str) -> type:
+    """``Filter`` or ``NativeFilter`` for a ``PFILTER_ENGINE`` value (see ``resolve``)."""
+    return NativeFilter if resolve(choice) == "native" else Filter
