@@ -519,11 +519,28 @@ impl Parser<'_> {
             }
             frac = true;
         }
+        let mut exp = false;
         if let Some(b'e' | b'E') = self.peek() {
-            return Err(Unsure); // orjson's text for such numbers is its own; never needed
+            // finite whatever the digits when the exponent is at most 280 and the integer
+            // part short (an underflow is 0.0 to orjson too); anything bigger: Unsure
+            self.i += 1;
+            let neg_exp = self.peek() == Some(b'-');
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            let ea = self.i;
+            let mut e: u32 = 0;
+            while let Some(c @ b'0'..=b'9') = self.peek() {
+                e = e.saturating_mul(10).saturating_add((c - b'0') as u32);
+                self.i += 1;
+            }
+            if self.i == ea || self.i - ea > 5 || int_digits > 20 || (!neg_exp && e > 280) {
+                return Err(Unsure);
+            }
+            exp = true;
         }
         let text = &s[a..self.i];
-        if !frac {
+        if !frac && !exp {
             // "-0" is the integer 0, written "0": valid, not spliceable
             if neg && int_digits == 1 && s[ia] == b'0' {
                 return Ok((a, self.i, 0, 0));
@@ -535,11 +552,14 @@ impl Parser<'_> {
                 None => (a, self.i, 0, 0), // valid (a big int or a float to orjson), not spliceable
             });
         }
-        // a plain decimal in the range where orjson and Rust's `{:?}` both write the
-        // shortest round-trip digits in positional notation: written from its value
-        // (so "13.00" comes out "13.0", as orjson writes it)
-        if int_digits <= 15 {
+        // a float in the range where orjson and Rust's `{:?}` both write the shortest
+        // round-trip digits in positional notation: written from its value (so "13.00"
+        // comes out "13.0" and "1e3" "1000.0", as orjson writes them)
+        if int_digits <= 20 {
             if let Some(x) = std::str::from_utf8(text).ok().and_then(|t| t.parse::<f64>().ok()) {
+                if !x.is_finite() {
+                    return Err(Unsure);
+                }
                 if x == 0.0 || (1e-4..1e15).contains(&x.abs()) {
                     return Ok((a, self.i, NUM_FLOAT, x.to_bits() as i64));
                 }
@@ -566,7 +586,9 @@ mod tests {
         assert_eq!(canon(r#" { "a" : [1, 2.5, "x\u00e9\n"] } "#).unwrap(), "{\"a\":[1,2.5,\"x\u{e9}\\n\"]}");
         assert_eq!(canon(r#""\ud83d\ude00\/""#).unwrap(), "\"\u{1F600}/\"");
         assert!(canon(r#""\ud83d""#).is_none());
-        assert!(canon("1e5").is_none());
+        assert_eq!(canon("1e5").unwrap(), "100000.0");
+        assert!(canon("1e-5").is_none());
+        assert!(canon("1e400").is_none());
         assert_eq!(canon("100.10").unwrap(), "100.1");
         assert_eq!(canon("13.00").unwrap(), "13.0");
         assert!(canon("-0").is_none());
