@@ -87,10 +87,18 @@ def filter_factory(settings: Settings):  # -> Callable[[store], Filter]
     all sharing the same compiled policy.
     """
     from streams.engine.batch import Filter
+    from streams.engine.native import NativeFilter, resolve
 
     policy = load_policy(settings)
     topics = topic_names(settings)
     fmts = formats(settings)
+    if resolve(settings.engine) == "native":  # PFILTER_ENGINE; native not built: a start-up error
+        secret = pseudonym_secret(settings)
+
+        def make_native(store=None):  # noqa: ANN001, ANN202
+            return NativeFilter(policy, topics, fmts, store=store, secret=secret)
+
+        return make_native
 
     def make(store=None):  # noqa: ANN001, ANN202
         return Filter(policy, topics, fmts, store=store)

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from streams.config import ConfigError
 from streams.engine import batch as _batch
 from streams.engine.batch import BatchResult, Filter, TopicNames
 from streams.engine.codecs import EVENT_TYPES, JsonCodec
@@ -46,8 +47,9 @@ else:
     IMPORT_ERROR = None
 
 
-class NativeEngineError(PFilterError):
-    """The native engine was asked for and cannot run (not built, or it disagrees with the policy)."""
+class NativeEngineError(ConfigError, PFilterError):
+    """The native engine was asked for and cannot run (not built, or it disagrees with the policy).
+    A configuration error: start-up stops with its one line."""
 
 
 def available() -> bool:
