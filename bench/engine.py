@@ -1,5 +1,8 @@
 """In-process engine benchmark (`pfilter bench engine`): no Kafka, one core.
 
+Both engines (the Python reference and the native core, when built) run in the same
+process on the same events, their timed passes interleaved, beside the floor.
+
 Workload: the default policy's three engines, the synthetic population's
 consent mix, ~300-byte click/purchase events. The engine's rate is reported
 beside the *floor* measured in the same process on the same events: the cost
@@ -52,8 +55,8 @@ def _consent(fmt: str, subjects: int, seed: int, now: int, topics: TopicNames) -
     ]
 
 
-def _floor(fmt: str, records: list[tuple], engines: int) -> float:
-    """Seconds for decode + (engines outputs + engines decisions) encodes per event."""
+def _floor(fmt: str, records: list[tuple], engines: int) -> tuple[float, float]:
+    """(wall s, CPU s) for decode + (engines outputs + engines decisions) encodes per event."""
     click = get_codec("click_event", fmt)
     purchase = get_codec("purchase_event", fmt)
     out = get_codec("filtered_event", fmt)
@@ -64,6 +67,7 @@ def _floor(fmt: str, records: list[tuple], engines: int) -> float:
         "consent_version": 1, "policy_version": "p", "categories_sent": ["browsing"], "ts": 1,
         "decided_at": 1, "source_topic": "t", "source_partition": 0, "source_offset": 0,
     }
+    c0 = time.process_time()
     t0 = time.perf_counter()
     for topic, _p, _o, _k, value, _h, _t in records:
         ev = (purchase if topic == "purchases" else click).decode(value)
@@ -73,52 +77,105 @@ def _floor(fmt: str, records: list[tuple], engines: int) -> float:
         for _ in range(engines):
             out.encode(sample_out)
             dec.encode(sample_dec)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def _time_decide(filt: Any, records: list[tuple]) -> tuple[float, float, dict[str, int]]:
+    """(wall s, CPU s, outcomes) of one pass of ``filt.decide`` over ``records`` in batches."""
+    if hasattr(filt, "fallbacks"):
+        filt.fallbacks = 0
+    emitted = dropped = dlq = 0
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    for i in range(0, len(records), BATCH):
+        res = filt.decide(records[i:i + BATCH])
+        emitted += sum(res.emitted.values())
+        dropped += sum(res.dropped.values())
+        dlq += res.dlq
+    wall = time.perf_counter() - t0
+    return wall, time.process_time() - c0, {"emitted": emitted, "dropped": dropped, "dlq": dlq}
 
 
 def run(events: int = 200_000, subjects: int = 100_000, fmt: str = "json", seed: int = 7,
-        repeat: int = 3) -> dict[str, Any]:
-    """Best of ``repeat`` runs (the least disturbed by the other core's load)."""
+        repeat: int = 3, engines: tuple[str, ...] = ("python", "native")) -> dict[str, Any]:
+    """Best of ``repeat`` runs (the least disturbed by the other core's load) of each engine,
+    the runs of the engines interleaved so that a change of load hits them alike.
+
+    The top-level ``events_per_s``/``ratio`` are the Python engine's (as before); each
+    engine's figures are under ``engines``; ``native_vs_python`` and
+    ``native_vs_floor`` are the ratios of the native engine's rate to the others'."""
+    from streams.engine import native as native_mod
+
+    if "native" in engines and not native_mod.available():
+        engines = tuple(e for e in engines if e != "native")
     topics = TopicNames()
     policy = load_policy(None, secret=BENCH_SECRET)
     now = int(time.time() * 1000)
     formats = {topics.clickstream: fmt, topics.purchases: fmt, topics.consent: fmt, "output": fmt}
-    filt = Filter(policy, topics, formats, store={}, clock=lambda: now)
-    t0 = time.perf_counter()
+    filters: dict[str, Any] = {}
+    consent_s = 0.0
     consent = _consent(fmt, subjects, seed, now, topics)
-    filt.apply_consent(consent)
-    consent_s = time.perf_counter() - t0
+    for name in engines:
+        if name == "native":
+            filt = native_mod.NativeFilter(policy, topics, formats, store={}, clock=lambda: now, secret=BENCH_SECRET)
+        else:
+            filt = Filter(policy, topics, formats, store={}, clock=lambda: now)
+        t0 = time.perf_counter()
+        filt.apply_consent(consent)
+        if name == "python":
+            consent_s = time.perf_counter() - t0
+        filters[name] = filt
     records = _records(fmt, events, subjects, seed, now, topics)
     sizes = sum(len(r[4]) for r in records) / len(records)
     gc.collect()
     gc.freeze()  # the pre-generated inputs are not garbage; keep the collector off them
-    best = float("inf")
+    best = {name: (float("inf"), 0.0) for name in engines}
     outcomes: dict[str, Any] = {}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        emitted = dropped = dlq = 0
-        for i in range(0, len(records), BATCH):
-            res = filt.decide(records[i:i + BATCH])
-            emitted += sum(res.emitted.values())
-            dropped += sum(res.dropped.values())
-            dlq += res.dlq
-        best = min(best, time.perf_counter() - t0)
-        outcomes = {"emitted": emitted, "dropped": dropped, "dlq": dlq}
-    floor = min(_floor(fmt, records, len(policy.engines)) for _ in range(repeat))
+        for name in engines:
+            wall, cpu, outcomes[name] = _time_decide(filters[name], records)
+            bw, bc = best[name]
+            best[name] = (min(bw, wall), cpu if not bc else min(bc, cpu))
+    floors = [_floor(fmt, records, len(policy.engines)) for _ in range(repeat)]
     gc.unfreeze()
-    eps = len(records) / best
+    floor = min(w for w, _c in floors)
+    floor_cpu = min(c for _w, c in floors)
     feps = len(records) / floor
-    return {
+    fcps = len(records) / floor_cpu if floor_cpu else None
+    per_engine = {
+        name: {"events_per_s": round(len(records) / wall), "events_per_cpu_s": round(len(records) / cpu) if cpu else None,
+               "ratio_to_floor": round(len(records) / wall / feps, 3),
+               # per CPU-second: what a loaded machine (other processes on the cores) distorts least
+               "cpu_ratio_to_floor": round(len(records) / cpu / fcps, 3) if cpu and fcps else None,
+               "outcomes_per_run": outcomes[name],
+               **({"native_core": filters[name].native, "python_fallbacks": filters[name].fallbacks}
+                  if name == "native" else {})}
+        for name, (wall, cpu) in best.items()
+    }
+    py = per_engine.get("python") or next(iter(per_engine.values()))
+    out: dict[str, Any] = {
         "format": fmt,
         "events": len(records),
         "subjects": subjects,
         "mean_event_bytes": round(sizes, 1),
         "engines": len(policy.engines),
-        "events_per_s": round(eps),
+        "events_per_s": py["events_per_s"],
         "floor_events_per_s": round(feps),
-        "ratio": round(eps / feps, 3),
-        "outcomes_per_run": outcomes,
-        "consent_apply_per_s": round(len(consent) / consent_s),
+        "floor_events_per_cpu_s": round(fcps) if fcps else None,
+        "ratio": py["ratio_to_floor"],
+        "outcomes_per_run": py["outcomes_per_run"],
+        "consent_apply_per_s": round(len(consent) / consent_s) if consent_s else None,
+        "by_engine": per_engine,
         "loadavg_1m": round(os.getloadavg()[0], 2),
         "cpu_count": os.cpu_count(),
     }
+    if "native" in per_engine and "python" in per_engine:
+        nat = per_engine["native"]
+        out["native_events_per_s"] = nat["events_per_s"]
+        out["native_vs_python"] = round(nat["events_per_s"] / py["events_per_s"], 2)
+        out["native_vs_floor"] = nat["ratio_to_floor"]
+        if nat["events_per_cpu_s"] and py["events_per_cpu_s"]:
+            out["native_vs_python_cpu"] = round(nat["events_per_cpu_s"] / py["events_per_cpu_s"], 2)
+            out["native_vs_floor_cpu"] = nat["cpu_ratio_to_floor"]
+        out["same_outcomes"] = nat["outcomes_per_run"] == py["outcomes_per_run"]
+    return out

@@ -40,6 +40,14 @@ use crate::spec::Spec;
 /// Python engine's SUMMARY_CACHE_MAX: it serves the subjects active now.
 const SUMMARY_CACHE_MAX: usize = 1 << 16;
 
+/// A subject's summaries, valid while the store holds the very state object they were
+/// computed from (the Python engine's summary cache, the same rule).
+struct Cached {
+    state: Py<PyAny>,
+    cv: Option<i64>,
+    summaries: Vec<Summary>,
+}
+
 /// What phase 1 (no side effects) decided for one engine.
 #[derive(Clone, Copy)]
 enum Pending {
@@ -55,7 +63,8 @@ pub struct Engine {
     spec: Spec,
     tape: Tape,
     slots: Vec<u32>,
-    cache: HashMap<Vec<u8>, (Py<PyAny>, Vec<Summary>)>,
+    /// keyed by subject id; std's randomized SipHash: the ids come from the input
+    cache: HashMap<Vec<u8>, Cached>,
     sc: Scratch,
     outs: Vec<u8>,
     okeys: Vec<u8>,
@@ -195,25 +204,28 @@ impl Engine {
             };
             match state {
                 None => self.summ_buf.resize(n_eng, Summary::fixed(NO_CONSENT)),
-                Some(state) => {
-                    let Some(view) = state::read(&state) else { return Ok(false) };
-                    if !view.void(sp.vocab_fp) {
-                        cv = Some(view.updated_at);
+                Some(state) => match self.cache.get(kb) {
+                    // the store still holds the state the summaries were computed from
+                    Some(hit) if state.is(&hit.state) => {
+                        cv = hit.cv;
+                        self.summ_buf.extend_from_slice(&hit.summaries);
                     }
-                    match self.cache.get(kb) {
-                        Some((st, summ)) if state.is(st) => self.summ_buf.extend_from_slice(summ),
-                        _ => {
-                            for e in &sp.engines {
-                                let Some(s) = state::summarize(e, &view) else { return Ok(false) };
-                                self.summ_buf.push(s);
-                            }
-                            if self.cache.len() >= SUMMARY_CACHE_MAX {
-                                self.cache.clear();
-                            }
-                            self.cache.insert(kb.to_vec(), (state.clone().unbind(), self.summ_buf.clone()));
+                    _ => {
+                        let Some(view) = state::read(&state) else { return Ok(false) };
+                        if !view.void(sp.vocab_fp) {
+                            cv = Some(view.updated_at);
                         }
+                        for e in &sp.engines {
+                            let Some(s) = state::summarize(e, &view) else { return Ok(false) };
+                            self.summ_buf.push(s);
+                        }
+                        if self.cache.len() >= SUMMARY_CACHE_MAX {
+                            self.cache.clear();
+                        }
+                        self.cache.insert(kb.to_vec(), Cached { state: state.clone().unbind(), cv,
+                                                                summaries: self.summ_buf.clone() });
                     }
-                }
+                },
             }
         }
         // phase 1: everything that does not depend on `now`, projections included

@@ -34,12 +34,21 @@ def engine(events: int, subjects: int, fmt: str, repeat: int, as_json: bool) -> 
         click.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
         return
     t = Table(title="pfilter bench engine (one core, in-process)")
-    for col in ("format", "events/s", "floor events/s", "ratio", "event bytes", "consent apply/s", "load 1m"):
+    for col in ("format", "engine", "events/s", "events/CPU-s", "vs floor", "vs python", "floor events/s",
+                "event bytes", "load 1m"):
         t.add_column(col, justify="right")
     for r in results:
-        t.add_row(r["format"], f"{r['events_per_s']:,}", f"{r['floor_events_per_s']:,}", f"{r['ratio']:.2f}",
-                  f"{r['mean_event_bytes']:.0f}", f"{r['consent_apply_per_s']:,}", str(r["loadavg_1m"]))
+        py_eps = r["by_engine"].get("python", {}).get("events_per_s")
+        for name, e in r["by_engine"].items():
+            vs_py = f"{e['events_per_s'] / py_eps:.2f}" if py_eps else "-"
+            t.add_row(r["format"], name, f"{e['events_per_s']:,}", f"{e['events_per_cpu_s'] or 0:,}",
+                      f"{e['ratio_to_floor']:.2f}", vs_py, f"{r['floor_events_per_s']:,}",
+                      f"{r['mean_event_bytes']:.0f}", str(r["loadavg_1m"]))
     Console().print(t)
+    from streams.engine import native
+
+    if not native.available():
+        click.echo(f"native engine not built ({native.IMPORT_ERROR}): Python engine only")
 
 
 @bench.command("e2e")

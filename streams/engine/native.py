@@ -167,6 +167,8 @@ class NativeFilter:
         if len(REASONS) != _ext.REASON_COUNT:
             raise NativeEngineError("the native engine was built for another set of drop reasons; rebuild it")
         self._names = [e.name for e in policy.engines]
+        #: records decided by the Python fallback since construction (bench, tests)
+        self.fallbacks = 0
         self._native: Any = None
         if type(self._py._out_codec) is JsonCodec and type(self._py._decision_codec) is JsonCodec:
             self._native = _ext.Engine(spec_of(policy, topics, self._py._event_codecs, secret))
@@ -244,6 +246,7 @@ class NativeFilter:
             self._take_counts(res)
             if i >= n:
                 return res
+            self.fallbacks += 1
             _merge(res, py.decide([recs[i]]))
             i += 1
 

@@ -238,3 +238,10 @@ def test_float_text_is_orjsons(x):
     _agree(text)
     if b"e" not in text and b"." in text and abs(x) < 1e15:
         _agree(text + b"000")
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.from_regex(r"\A-?(0|[1-9][0-9]{0,17})\.[0-9]{1,18}([eE][-+]?[0-9]{1,3})?\Z"))
+def test_decimal_texts_are_written_as_orjson_writes_them(text):
+    _agree(text.encode())
+    _agree(b'{"price":' + text.encode() + b"}")

@@ -277,3 +277,22 @@ def test_wiring_builds_the_chosen_engine(monkeypatch):
     monkeypatch.setattr(native, "_ext", None)
     with pytest.raises(NativeEngineError):
         wiring.filter_factory(load_settings(engine="native"))
+
+
+def test_decimal_texts_sweep():
+    """Decimal texts of every length: what the scanner writes is orjson's text. 16-17 digit
+    values whose shortest repr ties (orjson writes .2 where Rust writes .3) are refused."""
+    import random
+
+    rnd = random.Random(1)
+    accepted = 0
+    for _ in range(30000):
+        ip = rnd.choice(["0", str(rnd.randint(1, 10 ** rnd.randint(1, 17)))])
+        fp = "".join(rnd.choice("0123456789") for _ in range(rnd.randint(1, 18)))
+        text = (rnd.choice(["", "-"]) + ip + "." + fp + rnd.choice(["", "", f"e{rnd.randint(-30, 30)}"])).encode()
+        got = pfilter_native.canonical(text)
+        if got is not None:
+            accepted += 1
+            assert got == orjson.dumps(orjson.loads(text)), text
+    assert accepted > 10000  # most are written natively, not refused
+    assert pfilter_native.canonical(b"-939668410476200.2798358069") is None
