@@ -452,6 +452,20 @@ static CLASS: [u8; 256] = {
     t
 };
 
+/// Whether a little-endian word of 8 string bytes holds a byte that is not plain:
+/// `"`, `\\`, a control character (< 0x20) or non-ASCII (>= 0x80). Exact for the
+/// first such byte; a false positive only sends the word to the byte loop.
+#[inline]
+fn special(x: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let quote = zero(x ^ (ONES * b'"' as u64));
+    let bslash = zero(x ^ (ONES * b'\\' as u64));
+    let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    (quote | bslash | control | (x & HIGH)) != 0
+}
+
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
@@ -489,7 +503,15 @@ impl Parser<'_> {
         let mut esc = false;
         let mut wide = false;
         loop {
-            // skip the plain bytes (most of them) with one table look-up each
+            // skip plain bytes 8 at a time (no quote, backslash, control or non-ASCII
+            // byte in the word), then one table look-up each
+            while let Some(w) = s.get(self.i..self.i + 8) {
+                let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+                if special(x) {
+                    break;
+                }
+                self.i += 8;
+            }
             while let Some(&c) = s.get(self.i) {
                 if CLASS[c as usize] != 0 {
                     break;
@@ -549,10 +571,13 @@ impl Parser<'_> {
             self.i += 1;
         }
         let ia = self.i;
+        // the magnitude, accumulated while scanning (None past u64)
+        let mut mag: Option<u64> = Some(0);
         match self.peek() {
             Some(b'0') => self.i += 1,
             Some(b'1'..=b'9') => {
-                while let Some(b'0'..=b'9') = self.peek() {
+                while let Some(c @ b'0'..=b'9') = self.peek() {
+                    mag = mag.and_then(|m| m.checked_mul(10)).and_then(|m| m.checked_add((c - b'0') as u64));
                     self.i += 1;
                 }
             }
@@ -594,14 +619,18 @@ impl Parser<'_> {
             }
             exp = true;
         }
-        let text = &s[a..self.i];
         if !frac && !exp {
             // "-0" is the integer 0, written "0": valid, not spliceable
             if neg && int_digits == 1 && s[ia] == b'0' {
                 return Ok((a, self.i, 0, 0));
             }
-            // an i64 parse of digits (ASCII: from_utf8 cannot fail)
-            let v = std::str::from_utf8(text).ok().and_then(|t| t.parse::<i64>().ok());
+            let v = mag.and_then(|m| {
+                if neg {
+                    if m <= 1u64 << 63 { Some((m as i64).wrapping_neg()) } else { None }
+                } else {
+                    i64::try_from(m).ok()
+                }
+            });
             return Ok(match v {
                 Some(v) => (a, self.i, NUM_INT, v),
                 None => (a, self.i, 0, 0), // valid (a big int or a float to orjson), not spliceable
@@ -643,6 +672,24 @@ mod tests {
         let mut out = Vec::new();
         t.write_value(src.as_bytes(), r, &mut out).ok()?;
         Some(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn integers() {
+        let int = |src: &str| {
+            let mut t = Tape::new();
+            let r = t.scan(src.as_bytes()).unwrap();
+            let n = *t.node(r);
+            (n.flag & NUM_INT != 0).then_some(n.int)
+        };
+        assert_eq!(int("9223372036854775807"), Some(i64::MAX));
+        assert_eq!(int("-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(int("9223372036854775808"), None);
+        assert_eq!(int("-9223372036854775809"), None);
+        assert_eq!(int("184467440737095516160"), None);
+        assert_eq!(int("-17"), Some(-17));
+        assert_eq!(int("-0"), None);
+        assert_eq!(int("0"), Some(0));
     }
 
     #[test]

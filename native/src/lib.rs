@@ -43,6 +43,7 @@ const SUMMARY_CACHE_MAX: usize = 1 << 16;
 /// A subject's summaries, valid while the store holds the very state object they were
 /// computed from (the Python engine's summary cache, the same rule).
 struct Cached {
+    subject: Py<PyString>,
     state: Py<PyAny>,
     cv: Option<i64>,
     summaries: Vec<Summary>,
@@ -195,7 +196,11 @@ impl Engine {
             self.summ_buf.resize(n_eng, Summary::fixed(ANONYMOUS));
         } else {
             let kb = key.unwrap_or_default();
-            let subject = PyString::new(py, std::str::from_utf8(kb).unwrap_or_default());
+            // the cached str of a subject seen before keeps its hash: no new object per event
+            let subject = match self.cache.get(kb) {
+                Some(hit) => hit.subject.bind(py).clone(),
+                None => PyString::new(py, std::str::from_utf8(kb).unwrap_or_default()),
+            };
             let state = if let Ok(d) = store.cast_exact::<PyDict>() {
                 d.get_item(&subject)?
             } else {
@@ -222,7 +227,8 @@ impl Engine {
                         if self.cache.len() >= SUMMARY_CACHE_MAX {
                             self.cache.clear();
                         }
-                        self.cache.insert(kb.to_vec(), Cached { state: state.clone().unbind(), cv,
+                        self.cache.insert(kb.to_vec(), Cached { subject: subject.clone().unbind(),
+                                                                state: state.clone().unbind(), cv,
                                                                 summaries: self.summ_buf.clone() });
                     }
                 },
