@@ -171,7 +171,9 @@ class NativeFilter:
         self.fallbacks = 0
         self._native: Any = None
         if type(self._py._out_codec) is JsonCodec and type(self._py._decision_codec) is JsonCodec:
-            self._native = _ext.Engine(spec_of(policy, topics, self._py._event_codecs, secret))
+            spec = spec_of(policy, topics, self._py._event_codecs, secret)
+            self._native_topics = frozenset(t["name"] for t in spec["topics"])
+            self._native = _ext.Engine(spec)
             self._check_keys(policy)
 
     def _check_keys(self, policy: CompiledPolicy) -> None:
@@ -241,14 +243,21 @@ class NativeFilter:
         clock = None if py.clock is _batch._now_ms else py.clock
         n = len(recs)
         i = 0
+        native_topics = self._native_topics
         while True:
             i = nat.decide(recs, i, out, py.store, clock)
             self._take_counts(res)
             if i >= n:
                 return res
-            self.fallbacks += 1
-            _merge(res, py.decide([recs[i]]))
-            i += 1
+            # records of topics the native side does not decode (Avro) go to Python a run
+            # at a time; any other record it was not sure about, alone
+            j = i + 1
+            if recs[i][0] not in native_topics:
+                while j < n and recs[j][0] not in native_topics:
+                    j += 1
+            self.fallbacks += j - i
+            _merge(res, py.decide(recs[i:j]))
+            i = j
 
     def _take_counts(self, res: BatchResult) -> None:
         decided, emitted, dropped = self._native.take_counts()

@@ -296,3 +296,26 @@ def test_decimal_texts_sweep():
             assert got == orjson.dumps(orjson.loads(text)), text
     assert accepted > 10000  # most are written natively, not refused
     assert pfilter_native.canonical(b"-939668410476200.2798358069") is None
+
+
+_TRICKY = [
+    b'"\\udc00"', b'"\\ud800"', b'"\\ud800\\u0041"', b'"\\ud83d\\ude00"', b'"\\uD83D\\uDE00"', b'"\\u00e9\\/\\b"',
+    b'"\\x"', b'"\\u12"', b'"a\x01"', b'"\xff"', b'"\xc3"', b'"\xed\xa0\x80"', b"\xef\xbb\xbf{}",
+    b'{"a":1,"b":2,"a":3}', b'{"a":{"x":1,"x":2}}', b'[{"k":1,"k":null}]', b'{"\\u0061":1}',
+    b"[" * 65 + b"]" * 65, b"[" * 10 + b"]" * 10, b"{} x", b" {} ", b"{}\n", b"01", b"1.", b".5", b"-", b"+1",
+    b"1e", b"1e+", b"1E400", b"-1e-400", b"123456789012345678901234567890", b"1.0e5", b"tru", b"nul", b"NaN",
+    b"Infinity", b'{"a" 1}', b'{"a":1,}', b"[1,]", b"[1 2]", b'{"a":1}{}', b"\t[\r\n]",
+]
+
+
+@pytest.mark.parametrize("data", _TRICKY)
+def test_scanner_is_right_or_unsure(data):
+    """What orjson refuses the scanner refuses (else the native side would decide an input
+    the Python engine sends to the DLQ); what it writes is orjson's text."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        assert not pfilter_native.scans(data), data
+        return
+    got = pfilter_native.canonical(data)
+    assert got is None or got == orjson.dumps(value), (data, got)
