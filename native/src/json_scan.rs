@@ -229,7 +229,7 @@ impl Tape {
         debug_assert_eq!(n.kind, Kind::Obj);
         let mut found: Option<u32> = None;
         for m in &self.members[n.first as usize..(n.first + n.len) as usize] {
-            if &src[m.key_start as usize..m.key_end as usize] == key {
+            if short_eq(&src[m.key_start as usize..m.key_end as usize], key) {
                 if found.is_some() {
                     return Err(Unsure);
                 }
@@ -341,6 +341,31 @@ impl Tape {
             let mut buf = Vec::with_capacity(raw.len());
             unescape(raw, &mut buf);
             write_json_str(&buf, out);
+        }
+    }
+}
+
+/// Equality of two short byte strings (object keys) without a call to memcmp: keys are
+/// compared a word at a time, most differ in length or in their first word.
+#[inline]
+pub fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut ca = a.chunks(8);
+    let mut cb = b.chunks(8);
+    loop {
+        match (ca.next(), cb.next()) {
+            (Some(x), Some(y)) => {
+                let mut wx = [0u8; 8];
+                let mut wy = [0u8; 8];
+                wx[..x.len()].copy_from_slice(x);
+                wy[..y.len()].copy_from_slice(y);
+                if u64::from_le_bytes(wx) != u64::from_le_bytes(wy) {
+                    return false;
+                }
+            }
+            _ => return true,
         }
     }
 }

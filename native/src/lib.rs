@@ -94,15 +94,15 @@ impl Engine {
         if t.len() != 7 {
             return Ok(false);
         }
-        let topic = t.get_item(0)?;
+        let topic = t.get_borrowed_item(0)?;
         let Some(ti) = self.spec.topics.iter().position(|x| topic.is(&x.name)
             || topic.cast::<PyString>().ok().zip(x.name.bind(py).to_str().ok())
                 .is_some_and(|(a, b)| a.to_str().is_ok_and(|a| a == b)))
         else {
             return Ok(false);
         };
-        let Ok(partition) = t.get_item(1)?.extract::<i64>() else { return Ok(false) };
-        let Ok(offset) = t.get_item(2)?.extract::<i64>() else { return Ok(false) };
+        let Ok(partition) = t.get_borrowed_item(1)?.extract::<i64>() else { return Ok(false) };
+        let Ok(offset) = t.get_borrowed_item(2)?.extract::<i64>() else { return Ok(false) };
         let key_obj = t.get_item(3)?;
         let key: Option<&[u8]> = if key_obj.is_none() {
             None

@@ -81,7 +81,7 @@ impl TopIndex {
     #[inline]
     pub fn find(&self, key: &[u8]) -> Option<u16> {
         let cands = self.by_len.get(key.len())?;
-        cands.iter().copied().find(|&i| self.names[i as usize] == key)
+        cands.iter().copied().find(|&i| crate::json_scan::short_eq(&self.names[i as usize], key))
     }
 
     pub fn id(&self, name: &[u8]) -> Option<u16> {
