@@ -3,11 +3,12 @@
 //! constant parts come pre-encoded from Python (native.py), only the parts that vary
 //! per event are written here.
 //!
-//! Decision record (one per event and engine, CONTRACT §7 as of this version):
-//! `{"event_id":E,"subject_id":S,"engine":` + mid + cvp + categories + tail, where mid
-//! is `"<engine>","outcome":..,"reason":..,"consent_version":` (per engine and reason),
-//! cvp `<cv|null>,"policy_version":<v>,"categories_sent":`, tail
+//! A decision record is `{"event_id":E,"subject_id":S` + head suffix, then (per input,
+//! CONTRACT §7) `opening` + one entry per engine + `closing`, or a shared reason; or
+//! (per engine, the earlier form) the engine's fragment and categories; then cvp
+//! (`<cv|null>` + the policy version fragment) and the tail
 //! `,"ts":..,"decided_at":..,"source_topic":..,"source_partition":..,"source_offset":..}`.
+//! Every constant fragment comes from Python (streams/engine/native.py).
 
 /// Decimal text of an integer (as orjson writes it), without going through `core::fmt`
 /// (3 integers per decision record: formatting showed in the profile).
@@ -59,7 +60,8 @@ impl DecisionParts {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn set(&mut self, event_id: &dyn Fn(&mut Vec<u8>), subject: Option<&dyn Fn(&mut Vec<u8>)>, cv: Option<i64>,
+    pub fn set(&mut self, event_id: &dyn Fn(&mut Vec<u8>), subject: Option<&dyn Fn(&mut Vec<u8>)>, head_suffix: &[u8],
+               cv: Option<i64>,
                cvp_suffix: &[u8], ts: i64, now: i64, topic_json: &[u8], partition: i64, offset: i64) {
         let h = &mut self.head;
         h.clear();
@@ -70,7 +72,7 @@ impl DecisionParts {
             Some(w) => w(h),
             None => h.extend_from_slice(b"null"),
         }
-        h.extend_from_slice(b",\"engine\":");
+        h.extend_from_slice(head_suffix);
         let c = &mut self.cvp;
         c.clear();
         match cv {

@@ -292,12 +292,34 @@ impl Engine {
         let sj = &self.subj;
         let subj_w = |h: &mut Vec<u8>| h.extend_from_slice(sj);
         let eid_w = |h: &mut Vec<u8>| tape.write_str(src, event_id, h);
-        self.parts.set(&eid_w, subject_node.map(|_| &subj_w as &dyn Fn(&mut Vec<u8>)), cv, &sp.cvp_suffix, ts, now,
-                       &tspec.json, partition, offset);
+        self.parts.set(&eid_w, subject_node.map(|_| &subj_w as &dyn Fn(&mut Vec<u8>)), &sp.head_suffix, cv,
+                       &sp.cvp_suffix, ts, now, &tspec.json, partition, offset);
         let dtopic = sp.decisions_topic.bind(py);
         let none = py.None();
         let mut reasons = [0u8; 64];
         let mut n_reasons = 0;
+        // one record per input (CONTRACT §7): step 1 of the rule (anonymous, no consent)
+        // fails for every engine alike and is said once, without entries
+        if sp.per_input {
+            let shared = if subject_node.is_none() { Some(ANONYMOUS) } else if cv.is_none() { Some(NO_CONSENT) } else { None };
+            if let Some(r) = shared {
+                self.rec.clear();
+                self.rec.extend_from_slice(&self.parts.head);
+                self.rec.extend_from_slice(&sp.shared[r as usize]);
+                self.rec.extend_from_slice(&self.parts.cvp);
+                self.rec.extend_from_slice(&self.parts.tail);
+                let d = PyBytes::new(py, &self.rec);
+                out.append(PyTuple::new(py, [dtopic.clone().into_any(), key_obj.clone(), d.into_any(),
+                                             none.bind(py).clone()])?)?;
+                self.decided += 1;
+                self.count_drop(r, n_eng as u64);
+                return Ok(true);
+            }
+            self.rec.clear();
+            self.rec.extend_from_slice(&self.parts.head);
+            self.rec.extend_from_slice(&sp.opening);
+        }
+        let first_output = out.len();
         for (ei, e) in sp.engines.iter().enumerate() {
             let reason = match self.pend[ei] {
                 Pending::Drop(r) => Some(r),
@@ -314,12 +336,18 @@ impl Engine {
                         let v = PyBytes::new(py, &self.outs[a..b]);
                         out.append(PyTuple::new(py, [e.topic.bind(py).clone().into_any(), okey_obj, v.into_any(),
                                                      none.bind(py).clone()])?)?;
-                        self.rec.clear();
-                        self.rec.extend_from_slice(&self.parts.head);
-                        self.rec.extend_from_slice(&e.mid_emitted);
-                        self.rec.extend_from_slice(&self.parts.cvp);
-                        encode::categories(&mut self.rec, &sp.categories_json, sent);
-                        self.rec.extend_from_slice(&self.parts.tail);
+                        if sp.per_input {
+                            self.rec.extend_from_slice(&e.mid_emitted);
+                            encode::categories(&mut self.rec, &sp.categories_json, sent);
+                            self.rec.push(b'}');
+                        } else {
+                            self.rec.clear();
+                            self.rec.extend_from_slice(&self.parts.head);
+                            self.rec.extend_from_slice(&e.mid_emitted);
+                            self.rec.extend_from_slice(&self.parts.cvp);
+                            encode::categories(&mut self.rec, &sp.categories_json, sent);
+                            self.rec.extend_from_slice(&self.parts.tail);
+                        }
                         self.emitted[ei] += 1;
                         None
                     } else {
@@ -328,28 +356,48 @@ impl Engine {
                 }
             };
             if let Some(r) = reason {
-                self.rec.clear();
-                self.rec.extend_from_slice(&self.parts.head);
-                self.rec.extend_from_slice(&e.mids[r as usize]);
-                self.rec.extend_from_slice(&self.parts.cvp);
-                self.rec.extend_from_slice(b"[]");
-                self.rec.extend_from_slice(&self.parts.tail);
+                if sp.per_input {
+                    self.rec.extend_from_slice(&e.mids[r as usize]);
+                } else {
+                    self.rec.clear();
+                    self.rec.extend_from_slice(&self.parts.head);
+                    self.rec.extend_from_slice(&e.mids[r as usize]);
+                    self.rec.extend_from_slice(&self.parts.cvp);
+                    self.rec.extend_from_slice(b"[]");
+                    self.rec.extend_from_slice(&self.parts.tail);
+                }
                 if n_reasons < reasons.len() {
                     reasons[n_reasons] = r;
                     n_reasons += 1;
                 }
             }
+            if !sp.per_input {
+                let d = PyBytes::new(py, &self.rec);
+                out.append(PyTuple::new(py, [dtopic.clone().into_any(), key_obj.clone(), d.into_any(),
+                                             none.bind(py).clone()])?)?;
+            }
+        }
+        if sp.per_input {
+            // the decision record goes before the event's outputs (the audit trail first)
+            self.rec.extend_from_slice(&sp.closing);
+            self.rec.extend_from_slice(&self.parts.cvp);
+            self.rec.extend_from_slice(&self.parts.tail);
             let d = PyBytes::new(py, &self.rec);
-            out.append(PyTuple::new(py, [dtopic.clone().into_any(), key_obj.clone(), d.into_any(), none.bind(py).clone()])?)?;
+            let dec = PyTuple::new(py, [dtopic.clone().into_any(), key_obj.clone(), d.into_any(), none.bind(py).clone()])?;
+            out.insert(first_output, dec)?;
         }
         self.decided += 1;
         for &r in &reasons[..n_reasons] {
-            if self.dropped[r as usize] == 0 && !self.drop_order.contains(&r) {
-                self.drop_order.push(r);
-            }
-            self.dropped[r as usize] += 1;
+            self.count_drop(r, 1);
         }
         Ok(true)
+    }
+
+    fn count_drop(&mut self, r: u8, n: u64) {
+        if self.dropped[r as usize] == 0 && !self.drop_order.contains(&r) {
+            self.drop_order.push(r);
+        }
+        self.dropped[r as usize] += n;
     }
 }
 

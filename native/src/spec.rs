@@ -102,6 +102,15 @@ pub struct TopicSpec {
 
 pub struct Spec {
     pub vocab_fp: i64,
+    /// One decision record per input (entries per engine), else one per (input, engine).
+    pub per_input: bool,
+    /// After the envelope's ids in a decision record.
+    pub head_suffix: Vec<u8>,
+    /// Per input: before the first entry, after the last one, and per reason the part of
+    /// a record whose reason is shared by every engine (empty: not a shared reason).
+    pub opening: Vec<u8>,
+    pub closing: Vec<u8>,
+    pub shared: Vec<Vec<u8>>,
     /// `,"policy_version":<v>,"categories_sent":`
     pub cvp_suffix: Vec<u8>,
     pub top: TopIndex,
@@ -242,8 +251,18 @@ impl Spec {
                 return Err(PyValueError::new_err("native spec: purpose index beyond 63"));
             }
         }
+        let per_input: bool = item(d, "per_input")?.extract()?;
+        let shared = if per_input { strs(&item(d, "shared")?)? } else { vec![Vec::new(); N_REASONS] };
+        if shared.len() != N_REASONS {
+            return Err(PyValueError::new_err("native spec: one shared fragment per reason"));
+        }
         Ok(Spec {
             vocab_fp,
+            per_input,
+            head_suffix: bytes_of(&item(d, "head_suffix")?)?,
+            opening: if per_input { bytes_of(&item(d, "opening")?)? } else { Vec::new() },
+            closing: if per_input { bytes_of(&item(d, "closing")?)? } else { Vec::new() },
+            shared,
             cvp_suffix: bytes_of(&item(d, "cvp_suffix")?)?,
             id_event_id: need("event_id")?,
             id_subject_id: need("subject_id")?,

@@ -38,6 +38,11 @@ log = logging.getLogger("streams.engine")
 
 ENGINES = ("auto", "native", "python")
 
+try:  # one decision record per input (CONTRACT §7): the fragments of the Python engine
+    from streams.engine import fragments as _fragments
+except ImportError:  # one decision record per (input, engine)
+    _fragments = None
+
 try:  # the extension is optional: a machine without cargo runs the Python engine
     import pfilter_native as _ext
 except ImportError as _exc:  # noqa: F841 - kept for the start-up message
@@ -132,7 +137,9 @@ def spec_of(policy: CompiledPolicy, topics: TopicNames, event_codecs: dict[str, 
                         + b',"engine":' + d(eng.name) + b"}"),
             "plans": plans,
         })
-    return {
+    spec = {
+        "per_input": False,
+        "head_suffix": b',"engine":',
         "vocab_fp": policy.vocab.fingerprint,
         "cvp_suffix": b',"policy_version":' + d(policy.version) + b',"categories_sent":',
         "top_names": top,
@@ -143,6 +150,30 @@ def spec_of(policy: CompiledPolicy, topics: TopicNames, event_codecs: dict[str, 
         "hex_chars": PSEUDONYM_HEX_CHARS,
         "engines": engines,
     }
+    if _fragments is not None:
+        _per_input(spec, policy)
+    return spec
+
+
+def _per_input(spec: dict[str, Any], policy: CompiledPolicy) -> None:
+    """The fragments of one decision record per input (CONTRACT §7), taken from the Python
+    engine's own ``fragments.JsonFragments``, so the bytes are its bytes by construction."""
+    jf = _fragments.JsonFragments(policy)
+    d = orjson.dumps
+    spec["per_input"] = True
+    spec["head_suffix"] = jf._decided
+    spec["cvp_suffix"] = jf._pv
+    spec["opening"] = jf.opening
+    spec["closing"] = jf.closing
+    spec["shared"] = [jf.shared.get(r, b"") for r in REASONS]
+    for i, (eng, es) in enumerate(zip(policy.engines, spec["engines"])):
+        first = i == 0
+        es["mids"] = [jf.entry(first, eng.name, _batch.DROPPED, r, []) for r in REASONS]
+        empty = jf.entry(first, eng.name, _batch.EMITTED, None, [])
+        tail = b'"categories_sent":' + d([]) + b"}"
+        if not empty.endswith(tail):
+            raise NativeEngineError("the decision record's engine entry does not end with its categories")
+        es["mid_emitted"] = empty[: -len(tail)] + b'"categories_sent":'
 
 
 class NativeFilter:
