@@ -23,7 +23,6 @@ pub mod rule;
 pub mod spec;
 pub mod state;
 
-use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -35,19 +34,6 @@ use crate::json_scan::{Kind, Tape, NUM_INT};
 use crate::project::{Event, Scratch, ABSENT};
 use crate::rule::{before_now, expired, Before, Summary, ANONYMOUS, EXPIRED, NOTHING_PERMITTED, NO_CONSENT, N_REASONS};
 use crate::spec::Spec;
-
-/// Bound of the per-subject summary cache (entries; cleared when reached), as the
-/// Python engine's SUMMARY_CACHE_MAX: it serves the subjects active now.
-const SUMMARY_CACHE_MAX: usize = 1 << 16;
-
-/// A subject's summaries, valid while the store holds the very state object they were
-/// computed from (the Python engine's summary cache, the same rule).
-struct Cached {
-    subject: Py<PyString>,
-    state: Py<PyAny>,
-    cv: Option<i64>,
-    summaries: Vec<Summary>,
-}
 
 /// What phase 1 (no side effects) decided for one engine.
 #[derive(Clone, Copy)]
@@ -64,8 +50,7 @@ pub struct Engine {
     spec: Spec,
     tape: Tape,
     slots: Vec<u32>,
-    /// keyed by subject id; std's randomized SipHash: the ids come from the input
-    cache: HashMap<Vec<u8>, Cached>,
+    profiles: state::Profiles,
     sc: Scratch,
     outs: Vec<u8>,
     okeys: Vec<u8>,
@@ -196,11 +181,7 @@ impl Engine {
             self.summ_buf.resize(n_eng, Summary::fixed(ANONYMOUS));
         } else {
             let kb = key.unwrap_or_default();
-            // the cached str of a subject seen before keeps its hash: no new object per event
-            let subject = match self.cache.get(kb) {
-                Some(hit) => hit.subject.bind(py).clone(),
-                None => PyString::new(py, std::str::from_utf8(kb).unwrap_or_default()),
-            };
+            let subject = PyString::new(py, std::str::from_utf8(kb).unwrap_or_default());
             let state = if let Ok(d) = store.cast_exact::<PyDict>() {
                 d.get_item(&subject)?
             } else {
@@ -209,29 +190,12 @@ impl Engine {
             };
             match state {
                 None => self.summ_buf.resize(n_eng, Summary::fixed(NO_CONSENT)),
-                Some(state) => match self.cache.get(kb) {
-                    // the store still holds the state the summaries were computed from
-                    Some(hit) if state.is(&hit.state) => {
-                        cv = hit.cv;
-                        self.summ_buf.extend_from_slice(&hit.summaries);
-                    }
-                    _ => {
-                        let Some(view) = state::read(&state) else { return Ok(false) };
-                        if !view.void(sp.vocab_fp) {
-                            cv = Some(view.updated_at);
-                        }
-                        for e in &sp.engines {
-                            let Some(s) = state::summarize(e, &view) else { return Ok(false) };
-                            self.summ_buf.push(s);
-                        }
-                        if self.cache.len() >= SUMMARY_CACHE_MAX {
-                            self.cache.clear();
-                        }
-                        self.cache.insert(kb.to_vec(), Cached { subject: subject.clone().unbind(),
-                                                                state: state.clone().unbind(), cv,
-                                                                summaries: self.summ_buf.clone() });
-                    }
-                },
+                Some(state) => {
+                    let Some(c) = self.profiles.summarize(&sp.engines, sp.vocab_fp, &state, &mut self.summ_buf) else {
+                        return Ok(false);
+                    };
+                    cv = c;
+                }
             }
         }
         // phase 1: everything that does not depend on `now`, projections included
@@ -414,7 +378,7 @@ impl Engine {
             spec,
             tape: Tape::new(),
             slots: Vec::new(),
-            cache: HashMap::new(),
+            profiles: state::Profiles::default(),
             sc: Scratch::default(),
             outs: Vec::with_capacity(4096),
             okeys: Vec::new(),
@@ -458,14 +422,14 @@ impl Engine {
         (d, e, r)
     }
 
-    /// Drop what is cached about a subject (its consent was erased).
-    fn forget(&mut self, subject: &[u8]) {
-        self.cache.remove(subject);
-    }
+    /// Drop what is cached about a subject (its consent was erased). Nothing is kept per
+    /// subject (summaries are per consent profile), so there is nothing to drop; kept so
+    /// the Python side need not know.
+    fn forget(&mut self, _subject: &[u8]) {}
 
-    /// Drop every cached summary.
+    /// Drop every cached profile summary.
     fn clear_cache(&mut self) {
-        self.cache.clear();
+        self.profiles.clear();
     }
 
     /// Engine `i`'s pseudonym of a subject id (None: no key).

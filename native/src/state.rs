@@ -1,7 +1,16 @@
 //! Stage 2: the subject's compact consent state (streams/engine/consent.py layout)
 //! read straight from the store's tuple, and summarized per engine the way
-//! `batch._engine_summary` does it. Only ints, one str and one bytes are read; no
-//! Python object is created.
+//! `batch._engine_summary` does it. No Python object is created.
+//!
+//! The summary splits in two: what depends on the state's *profile* (granted and
+//! category masks, jurisdiction, GPC, flags, vocabulary: a tuple the Python side
+//! interns, so a population shares a few thousand of them) is computed once per
+//! profile object and cached by its identity; what depends on the subject (its grant
+//! and expiry times) is read from the state's packed `times` per event: one or two
+//! 16-byte pairs per engine. No per-subject cache, so no misses however large the
+//! population.
+
+use std::collections::HashMap;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
@@ -11,46 +20,35 @@ use crate::spec::EngineSpec;
 
 /// consent.BLOCKED
 const BLOCKED: i64 = 1;
+/// Bound of the profile cache (entries; cleared when reached). Python interns up to
+/// 65,536 profiles (consent.PROFILE_INTERN_MAX); past that, profiles are per subject
+/// and a bounded cache still serves the active ones.
+const PROFILE_CACHE_MAX: usize = 1 << 16;
 
-/// The fields of a state the rule reads. `None` from `read` means "not a state this
-/// code understands": the caller falls back to the Python engine, which says why.
-pub struct StateView<'py> {
-    pub updated_at: i64,
-    pub granted: u64,
-    pub cmask: u64,
-    pub jurisdiction: Bound<'py, PyString>,
-    pub gpc: bool,
-    pub flags: i64,
-    pub vocab: i64,
-    pub times: Bound<'py, PyBytes>,
+/// One engine's part of a profile summary.
+#[derive(Clone, Copy)]
+struct ProfileEngine {
+    /// no consent / purpose denied: whatever the times
+    pre: Option<u8>,
+    post: Option<u8>,
+    allowed: u64,
+    /// `pairs[first..first + n]`: positions in `times` of the needed purposes' pairs
+    first: u32,
+    n: u32,
 }
 
-pub fn read<'py>(state: &Bound<'py, PyAny>) -> Option<StateView<'py>> {
-    let t = state.cast::<PyTuple>().ok()?;
-    if t.len() != 4 {
-        return None;
-    }
-    let updated_at: i64 = t.get_item(0).ok()?.extract().ok()?;
-    let prof_any = t.get_item(2).ok()?;
-    let prof = prof_any.cast::<PyTuple>().ok()?;
-    if prof.len() != 7 {
-        return None;
-    }
-    let granted: u64 = prof.get_item(0).ok()?.extract().ok()?;
-    let cmask: u64 = prof.get_item(1).ok()?.extract().ok()?;
-    let jurisdiction = prof.get_item(2).ok()?.cast_into::<PyString>().ok()?;
-    let gpc = prof.get_item(3).ok()?.is_truthy().ok()?;
-    let flags: i64 = prof.get_item(4).ok()?.extract().ok()?;
-    let vocab: i64 = prof.get_item(5).ok()?.extract().ok()?;
-    let times = t.get_item(3).ok()?.cast_into::<PyBytes>().ok()?;
-    Some(StateView { updated_at, granted, cmask, jurisdiction, gpc, flags, vocab, times })
+struct ProfileSummary {
+    /// Keeps the profile object alive, so its address (the key) stays its own.
+    _profile: Py<PyAny>,
+    void: bool,
+    engines: Vec<ProfileEngine>,
+    pairs: Vec<u32>,
 }
 
-impl StateView<'_> {
-    /// Blocked, or of another vocabulary: no consent at all.
-    pub fn void(&self, vocab_fp: i64) -> bool {
-        self.flags & BLOCKED != 0 || self.vocab != vocab_fp
-    }
+/// Profile summaries, by profile object identity.
+#[derive(Default)]
+pub struct Profiles {
+    map: HashMap<usize, ProfileSummary>,
 }
 
 fn pair(times: &[u8], k: usize) -> Option<(i64, i64)> {
@@ -60,47 +58,99 @@ fn pair(times: &[u8], k: usize) -> Option<(i64, i64)> {
     Some((ga, ea))
 }
 
-/// `_engine_summary(eng, state)`; None when the state's bytes do not hold the pairs its
-/// mask says (a state this code does not understand: fall back).
-pub fn summarize(e: &EngineSpec, s: &StateView<'_>) -> Option<Summary> {
-    if s.void(e.vocab_fp) {
-        return Some(Summary::fixed(NO_CONSENT));
+fn profile_summary(engines: &[EngineSpec], vocab_fp: i64, prof: &Bound<'_, PyAny>) -> Option<ProfileSummary> {
+    let p = prof.cast::<PyTuple>().ok()?;
+    if p.len() != 7 {
+        return None;
     }
-    let granted = s.granted;
-    if granted & e.needs_mask != e.needs_mask {
-        return Some(Summary::fixed(PURPOSE_DENIED));
-    }
-    let times = s.times.as_bytes();
-    let mut max_ga = i64::MIN;
-    let mut min_ea = i64::MAX;
-    let mut first = true;
-    for &i in &e.needs_idx {
-        let below = if i == 0 { 0 } else { granted & ((1u64 << i) - 1) };
-        let (ga, ea) = pair(times, below.count_ones() as usize)?;
-        if first || ga > max_ga {
-            max_ga = ga;
+    let granted: u64 = p.get_borrowed_item(0).ok()?.extract().ok()?;
+    let cmask: u64 = p.get_borrowed_item(1).ok()?.extract().ok()?;
+    let jur_obj = p.get_borrowed_item(2).ok()?;
+    let jur = jur_obj.cast::<PyString>().ok()?;
+    // a jurisdiction that is not UTF-8 (surrogates) is in no engine's list
+    let jur: &[u8] = jur.to_str().map(str::as_bytes).unwrap_or(b"\xff");
+    let gpc = p.get_borrowed_item(3).ok()?.is_truthy().ok()?;
+    let flags: i64 = p.get_borrowed_item(4).ok()?.extract().ok()?;
+    let vocab: i64 = p.get_borrowed_item(5).ok()?.extract().ok()?;
+    let void = flags & BLOCKED != 0 || vocab != vocab_fp;
+    let mut out = Vec::with_capacity(engines.len());
+    let mut pairs = Vec::new();
+    for e in engines {
+        let mut pe = ProfileEngine { pre: None, post: None, allowed: 0, first: pairs.len() as u32, n: 0 };
+        if void {
+            pe.pre = Some(NO_CONSENT);
+        } else if granted & e.needs_mask != e.needs_mask {
+            pe.pre = Some(PURPOSE_DENIED);
+        } else {
+            for &i in &e.needs_idx {
+                let below = if i == 0 { 0 } else { granted & ((1u64 << i) - 1) };
+                pairs.push(below.count_ones());
+            }
+            pe.n = e.needs_idx.len() as u32;
+            if e.third_party && gpc {
+                pe.post = Some(OPT_OUT);
+            } else if e.third_party && granted & e.tps_bit == 0 {
+                pe.post = Some(PURPOSE_DENIED);
+            } else if e.jurisdictions.as_ref().is_some_and(|j| !j.iter().any(|x| x.as_slice() == jur)) {
+                pe.post = Some(REGION_BLOCKED);
+            } else {
+                pe.allowed = e.categories_mask & cmask;
+                if pe.allowed == 0 {
+                    pe.post = Some(NOTHING_PERMITTED);
+                }
+            }
         }
-        if first || ea < min_ea {
-            min_ea = ea;
-        }
-        first = false;
+        out.push(pe);
     }
-    let mut post = None;
-    let mut allowed = 0;
-    if e.third_party && s.gpc {
-        post = Some(OPT_OUT);
-    } else if e.third_party && granted & e.tps_bit == 0 {
-        post = Some(PURPOSE_DENIED);
-    } else if e.jurisdictions.as_ref().is_some_and(|j| {
-        let jur = s.jurisdiction.to_str().map(str::as_bytes).unwrap_or(b"\xff");
-        !j.iter().any(|x| x.as_slice() == jur)
-    }) {
-        post = Some(REGION_BLOCKED);
-    } else {
-        allowed = e.categories_mask & s.cmask;
-        if allowed == 0 {
-            post = Some(NOTHING_PERMITTED);
+    Some(ProfileSummary { _profile: prof.clone().unbind(), void, engines: out, pairs })
+}
+
+impl Profiles {
+    /// The per-engine summaries of a state into `out` and its consent version (None when
+    /// the state is blocked or of another vocabulary); None when the state is not one this
+    /// code understands (the caller falls back to the Python engine, which says why).
+    pub fn summarize(&mut self, engines: &[EngineSpec], vocab_fp: i64, state: &Bound<'_, PyAny>,
+                     out: &mut Vec<Summary>) -> Option<Option<i64>> {
+        let t = state.cast::<PyTuple>().ok()?;
+        if t.len() != 4 {
+            return None;
         }
+        let updated_at: i64 = t.get_borrowed_item(0).ok()?.extract().ok()?;
+        let prof = t.get_borrowed_item(2).ok()?;
+        let key = prof.as_ptr() as usize;
+        if !self.map.contains_key(&key) {
+            let ps = profile_summary(engines, vocab_fp, &prof)?;
+            if self.map.len() >= PROFILE_CACHE_MAX {
+                self.map.clear();
+            }
+            self.map.insert(key, ps);
+        }
+        let ps = self.map.get(&key)?;
+        let times_obj = t.get_borrowed_item(3).ok()?;
+        let times_b = times_obj.cast::<PyBytes>().ok()?;
+        let times = times_b.as_bytes();
+        for pe in &ps.engines {
+            if let Some(r) = pe.pre {
+                out.push(Summary::fixed(r));
+                continue;
+            }
+            let mut max_ga = i64::MIN;
+            let mut min_ea = i64::MAX;
+            for (j, &k) in ps.pairs[pe.first as usize..(pe.first + pe.n) as usize].iter().enumerate() {
+                let (ga, ea) = pair(times, k as usize)?;
+                if j == 0 || ga > max_ga {
+                    max_ga = ga;
+                }
+                if j == 0 || ea < min_ea {
+                    min_ea = ea;
+                }
+            }
+            out.push(Summary { pre: None, max_ga, min_ea, post: pe.post, allowed: pe.allowed });
+        }
+        Some(if ps.void { None } else { Some(updated_at) })
     }
-    Some(Summary { pre: None, max_ga, min_ea, post, allowed })
+
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
 }
