@@ -66,6 +66,13 @@ pub struct Engine {
     drop_order: Vec<u8>,
 }
 
+/// An OutRecord `(topic, key, value, None)` (a 4-tuple built directly, not from an iterator).
+#[inline]
+fn record<'py>(py: Python<'py>, topic: &Bound<'py, PyString>, key: &Bound<'py, PyAny>, value: Bound<'py, PyBytes>)
+               -> PyResult<Bound<'py, PyTuple>> {
+    (topic.clone(), key.clone(), value, py.None()).into_pyobject(py)
+}
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
@@ -259,7 +266,6 @@ impl Engine {
         self.parts.set(&eid_w, subject_node.map(|_| &subj_w as &dyn Fn(&mut Vec<u8>)), &sp.head_suffix, cv,
                        &sp.cvp_suffix, ts, now, &tspec.json, partition, offset);
         let dtopic = sp.decisions_topic.bind(py);
-        let none = py.None();
         let mut reasons = [0u8; 64];
         let mut n_reasons = 0;
         // one record per input (CONTRACT §7): step 1 of the rule (anonymous, no consent)
@@ -273,8 +279,7 @@ impl Engine {
                 self.rec.extend_from_slice(&self.parts.cvp);
                 self.rec.extend_from_slice(&self.parts.tail);
                 let d = PyBytes::new(py, &self.rec);
-                out.append(PyTuple::new(py, [dtopic.clone().into_any(), key_obj.clone(), d.into_any(),
-                                             none.bind(py).clone()])?)?;
+                out.append(record(py, dtopic, &key_obj, d)?)?;
                 self.decided += 1;
                 self.count_drop(r, n_eng as u64);
                 return Ok(true);
@@ -298,8 +303,7 @@ impl Engine {
                             None => key_obj.clone(),
                         };
                         let v = PyBytes::new(py, &self.outs[a..b]);
-                        out.append(PyTuple::new(py, [e.topic.bind(py).clone().into_any(), okey_obj, v.into_any(),
-                                                     none.bind(py).clone()])?)?;
+                        out.append(record(py, e.topic.bind(py), &okey_obj, v)?)?;
                         if sp.per_input {
                             self.rec.extend_from_slice(&e.mid_emitted);
                             encode::categories(&mut self.rec, &sp.categories_json, sent);
@@ -337,8 +341,7 @@ impl Engine {
             }
             if !sp.per_input {
                 let d = PyBytes::new(py, &self.rec);
-                out.append(PyTuple::new(py, [dtopic.clone().into_any(), key_obj.clone(), d.into_any(),
-                                             none.bind(py).clone()])?)?;
+                out.append(record(py, dtopic, &key_obj, d)?)?;
             }
         }
         if sp.per_input {
@@ -347,7 +350,7 @@ impl Engine {
             self.rec.extend_from_slice(&self.parts.cvp);
             self.rec.extend_from_slice(&self.parts.tail);
             let d = PyBytes::new(py, &self.rec);
-            let dec = PyTuple::new(py, [dtopic.clone().into_any(), key_obj.clone(), d.into_any(), none.bind(py).clone()])?;
+            let dec = record(py, dtopic, &key_obj, d)?;
             out.insert(first_output, dec)?;
         }
         self.decided += 1;

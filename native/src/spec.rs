@@ -64,7 +64,17 @@ pub struct EngineSpec {
 /// The top-level keys the engine reads, indexed by length for a cheap match.
 pub struct TopIndex {
     pub names: Vec<Vec<u8>>,
+    /// the first 8 bytes of each name as a word (zero-padded)
+    words: Vec<u64>,
     by_len: Vec<Vec<u16>>,
+}
+
+#[inline]
+fn first_word(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    let n = b.len().min(8);
+    w[..n].copy_from_slice(&b[..n]);
+    u64::from_le_bytes(w)
 }
 
 impl TopIndex {
@@ -75,13 +85,17 @@ impl TopIndex {
                 by_len[n.len()].push(i as u16);
             }
         }
-        TopIndex { names, by_len }
+        let words = names.iter().map(|n| first_word(n)).collect();
+        TopIndex { names, words, by_len }
     }
 
     #[inline]
     pub fn find(&self, key: &[u8]) -> Option<u16> {
         let cands = self.by_len.get(key.len())?;
-        cands.iter().copied().find(|&i| crate::json_scan::short_eq(&self.names[i as usize], key))
+        let w = first_word(key);
+        cands.iter().copied().find(|&i| {
+            self.words[i as usize] == w && (key.len() <= 8 || self.names[i as usize][8..] == key[8..])
+        })
     }
 
     pub fn id(&self, name: &[u8]) -> Option<u16> {
