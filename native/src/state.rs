@@ -11,6 +11,7 @@
 //! population.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
@@ -45,10 +46,35 @@ struct ProfileSummary {
     pairs: Vec<u32>,
 }
 
+/// Hash of an object address (the profile cache's key). Addresses are not chosen by the
+/// input, so a multiply-xorshift mix is enough (SipHash's DoS resistance buys nothing here
+/// and showed in the profile).
+#[derive(Default)]
+pub struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    #[inline]
+    fn write_usize(&mut self, x: usize) {
+        let h = (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 29);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Profile summaries, by profile object identity.
 #[derive(Default)]
 pub struct Profiles {
-    map: HashMap<usize, ProfileSummary>,
+    map: HashMap<usize, ProfileSummary, BuildHasherDefault<AddrHasher>>,
 }
 
 fn pair(times: &[u8], k: usize) -> Option<(i64, i64)> {
@@ -105,6 +131,29 @@ fn profile_summary(engines: &[EngineSpec], vocab_fp: i64, prof: &Bound<'_, PyAny
     Some(ProfileSummary { _profile: prof.clone().unbind(), void, engines: out, pairs })
 }
 
+/// The summaries of a state of profile `ps` with these packed times (see `summarize`).
+fn fill(ps: &ProfileSummary, times: &[u8], updated_at: i64, out: &mut Vec<Summary>) -> Option<Option<i64>> {
+    for pe in &ps.engines {
+        if let Some(r) = pe.pre {
+            out.push(Summary::fixed(r));
+            continue;
+        }
+        let mut max_ga = i64::MIN;
+        let mut min_ea = i64::MAX;
+        for (j, &k) in ps.pairs[pe.first as usize..(pe.first + pe.n) as usize].iter().enumerate() {
+            let (ga, ea) = pair(times, k as usize)?;
+            if j == 0 || ga > max_ga {
+                max_ga = ga;
+            }
+            if j == 0 || ea < min_ea {
+                min_ea = ea;
+            }
+        }
+        out.push(Summary { pre: None, max_ga, min_ea, post: pe.post, allowed: pe.allowed });
+    }
+    Some(if ps.void { None } else { Some(updated_at) })
+}
+
 impl Profiles {
     /// The per-engine summaries of a state into `out` and its consent version (None when
     /// the state is blocked or of another vocabulary); None when the state is not one this
@@ -118,36 +167,19 @@ impl Profiles {
         let updated_at: i64 = t.get_borrowed_item(0).ok()?.extract().ok()?;
         let prof = t.get_borrowed_item(2).ok()?;
         let key = prof.as_ptr() as usize;
-        if !self.map.contains_key(&key) {
-            let ps = profile_summary(engines, vocab_fp, &prof)?;
-            if self.map.len() >= PROFILE_CACHE_MAX {
-                self.map.clear();
-            }
-            self.map.insert(key, ps);
-        }
-        let ps = self.map.get(&key)?;
         let times_obj = t.get_borrowed_item(3).ok()?;
         let times_b = times_obj.cast::<PyBytes>().ok()?;
         let times = times_b.as_bytes();
-        for pe in &ps.engines {
-            if let Some(r) = pe.pre {
-                out.push(Summary::fixed(r));
-                continue;
-            }
-            let mut max_ga = i64::MIN;
-            let mut min_ea = i64::MAX;
-            for (j, &k) in ps.pairs[pe.first as usize..(pe.first + pe.n) as usize].iter().enumerate() {
-                let (ga, ea) = pair(times, k as usize)?;
-                if j == 0 || ga > max_ga {
-                    max_ga = ga;
-                }
-                if j == 0 || ea < min_ea {
-                    min_ea = ea;
-                }
-            }
-            out.push(Summary { pre: None, max_ga, min_ea, post: pe.post, allowed: pe.allowed });
+        if let Some(ps) = self.map.get(&key) {
+            return fill(ps, times, updated_at, out);
         }
-        Some(if ps.void { None } else { Some(updated_at) })
+        let ps = profile_summary(engines, vocab_fp, &prof)?;
+        if self.map.len() >= PROFILE_CACHE_MAX {
+            self.map.clear();
+        }
+        let r = fill(&ps, times, updated_at, out);
+        self.map.insert(key, ps);
+        r
     }
 
     pub fn clear(&mut self) {
