@@ -54,13 +54,22 @@ pub struct DecisionParts {
     pub tail: Vec<u8>,
 }
 
+/// Writes a JSON value into a buffer (an event's id or subject, from the tape).
+pub type Writer<'a> = &'a dyn Fn(&mut Vec<u8>);
+
+impl Default for DecisionParts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl DecisionParts {
     pub fn new() -> Self {
         DecisionParts { head: Vec::with_capacity(96), cvp: Vec::with_capacity(48), tail: Vec::with_capacity(128) }
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn set(&mut self, event_id: &dyn Fn(&mut Vec<u8>), subject: Option<&dyn Fn(&mut Vec<u8>)>, head_suffix: &[u8],
+    pub fn set(&mut self, event_id: Writer<'_>, subject: Option<Writer<'_>>, head_suffix: &[u8],
                cv: Option<i64>,
                cvp_suffix: &[u8], ts: i64, now: i64, topic_json: &[u8], partition: i64, offset: i64) {
         let h = &mut self.head;

@@ -35,6 +35,10 @@ use crate::project::{Event, Scratch, ABSENT};
 use crate::rule::{before_now, expired, Before, Summary, ANONYMOUS, EXPIRED, NOTHING_PERMITTED, NO_CONSENT, N_REASONS};
 use crate::spec::Spec;
 
+/// An engine output ready in phase 1: its bytes `outs[a..b]`, its key (a pseudonym in
+/// `okeys[x..y]`, or None: the input's key) and the categories it sends.
+type Emit = (usize, usize, Option<(usize, usize)>, u64);
+
 /// What phase 1 (no side effects) decided for one engine.
 #[derive(Clone, Copy)]
 enum Pending {
@@ -42,7 +46,7 @@ enum Pending {
     /// Time-dependent: `expired` when `now >= min_ea`; else `post`, else the output
     /// (`out`: output bytes range, output key range (pseudonym) or None, sent mask),
     /// else nothing permitted.
-    Timed { min_ea: i64, post: Option<u8>, out: Option<(usize, usize, Option<(usize, usize)>, u64)> },
+    Timed { min_ea: i64, post: Option<u8>, out: Option<Emit> },
 }
 
 #[pyclass(module = "pfilter_native")]
