@@ -134,10 +134,16 @@ class Settings(BaseSettings):
     )
 
     # --- Worker -----------------------------------------------------------
-    runtime: Literal["faust", "fast"] = Field(default="faust", description="Worker runtime.")
+    runtime: Literal["faust", "fast"] = Field(
+        default="fast",
+        description="Worker runtime: `fast` (confluent-kafka, exactly once) or `faust` (faust-streaming, "
+        "RocksDB-backed consent with standby replicas; at least once).",
+    )
     group_id: str = Field(default="pfilter", description="Consumer group / faust app id.")
-    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
-        default="at_least_once", description="Delivery guarantee of the worker.",
+    processing_guarantee: Literal["at_least_once", "exactly_once"] | None = Field(
+        default=None,
+        description="Delivery guarantee of the worker. Unset: `exactly_once` on the fast runtime, "
+        "`at_least_once` on faust (the only one it offers).",
     )
     store: Literal["rocksdb", "memory"] = Field(default="rocksdb", description="Consent state store.")
     table_standby_replicas: int = Field(default=0, ge=0, le=8, description="Standby replicas of the consent table.")
@@ -160,6 +166,18 @@ class Settings(BaseSettings):
         "see outputs sooner and a crash redoes less.",
     )
     batch_timeout_ms: int = Field(default=100, ge=1, le=60_000, description="Max wait to fill a batch.")
+    session_timeout_ms: int = Field(
+        default=10_000, ge=1_000, le=300_000,
+        description="Consumer group session timeout: a crashed worker's partitions move to the others "
+        "after this long (Kafka's default is 45 s). Heartbeats come from the clients' own threads, so "
+        "a slow batch does not trip it.",
+    )
+    stall_timeout_s: float = Field(
+        default=60.0, gt=0,
+        description="An input partition with lag and no progress for this long makes `/readyz` "
+        "unhealthy (`pfilter_partition_stalled_seconds` shows it from the first second). Longer "
+        "than a rebalance plus a consent restore.",
+    )
     web_port: int = Field(default=6066, ge=1, le=65535, description="Port of /metrics, /healthz, /readyz.")
     web_bind: str = Field(
         default="127.0.0.1",
@@ -181,6 +199,13 @@ class Settings(BaseSettings):
         return None if v == "" else v
 
     # --- derived ------------------------------------------------------------
+    @property
+    def guarantee(self) -> str:
+        """The processing guarantee in force: the one set, else the runtime's default."""
+        if self.processing_guarantee is not None:
+            return self.processing_guarantee
+        return "exactly_once" if self.runtime == "fast" else "at_least_once"
+
     @property
     def bootstrap(self) -> str:
         """The bootstrap servers to use: the given ones, else the local broker."""

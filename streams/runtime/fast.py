@@ -53,6 +53,7 @@ from streams.kafka.admin import require_copartitioned
 from streams.kafka.clients import consumer_config, output_producer_config
 from streams.logs import kv
 from streams.runtime.sink import produce_records, split_audit_first
+from streams.runtime.stall import StallWatch
 from streams.runtime.web import serve
 
 log = logging.getLogger("streams.runtime.fast")
@@ -76,7 +77,7 @@ class FastWorker:
         self.partitions = require_copartitioned(settings)
         self.filter = make(None)
         self.policy = self.filter.policy
-        self.eos = settings.processing_guarantee == "exactly_once"
+        self.eos = settings.guarantee == "exactly_once"
         self.instance = settings.instance_id or f"{socket.gethostname()}-{settings.web_port}"
         self.ckpt_dir = Path(settings.state_dir) / "fast" / settings.group_id
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -103,6 +104,7 @@ class FastWorker:
         self._in_txn = False
         self._failed = False  # after an error nothing more is committed
         self._last_commit = time.monotonic()
+        self.stalls = StallWatch(settings.stall_timeout_s)
 
         self.consumer = Consumer(consumer_config(settings, **{
             "partition.assignment.strategy": "range",
@@ -111,6 +113,9 @@ class FastWorker:
             "max.partition.fetch.bytes": 4_194_304,
             "queued.max.messages.kbytes": 262_144,
             "max.poll.interval.ms": 300_000,
+            "session.timeout.ms": settings.session_timeout_ms,
+            # a third of the session: two heartbeats may be lost before the member is
+            "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 3),
         }))
         self.consent_consumer = Consumer({
             "bootstrap.servers": settings.bootstrap,
@@ -216,6 +221,7 @@ class FastWorker:
             self.consent_high.pop(p, None)
             self._consent_committed.pop(p, None)
         self._event_next = {tp: o for tp, o in self._event_next.items() if tp[1] not in gone}
+        self.stalls.forget([(t, p) for t in self.event_topics for p in gone])
         self._reassign_consent()
         log.info("partitions revoked %s", kv(partitions=len(gone)))
 
@@ -333,7 +339,9 @@ class FastWorker:
 
     def _record_lag(self) -> None:
         """Consumer lag per input partition read since the last commit: the high watermark
-        of the last fetch response (cached by the client, no request) minus the next offset."""
+        of the last fetch response (cached by the client, no request) minus the next offset.
+        Every owned partition also feeds the stall watch, read or not: a partition the
+        client stopped fetching is exactly the one that is not read."""
         for (t, p), nxt in self._event_next.items():
             try:
                 _lo, hi = self.consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
@@ -341,6 +349,19 @@ class FastWorker:
                 continue
             if hi >= 0:
                 metrics.CONSUMER_LAG.labels(t, str(p)).set(max(0, hi - nxt))
+        try:
+            owned = self.consumer.position(self.consumer.assignment())
+        except KafkaException:
+            return
+        for tp in owned:
+            if tp.offset < 0:
+                continue  # not fetched yet since the assignment
+            try:
+                _lo, hi = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if hi >= 0:
+                self.stalls.observe((tp.topic, tp.partition), tp.offset, hi)
 
     def _commit(self) -> None:
         """Make everything produced since the last commit durable together with the input
@@ -426,7 +447,7 @@ class FastWorker:
             self.producer.init_transactions(60)
         self.consumer.subscribe(self.event_topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
-        web = serve(s.web_bind, s.web_port, lambda: self.ready)
+        web = serve(s.web_bind, s.web_port, lambda: self.ready and self.stalls.healthy())
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "running", False))
         log.info("fast runtime started %s", kv(group=s.group_id, eos=self.eos, partitions=self.partitions,
