@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 
 from streams.config import ConfigError, Settings, load_settings, settings_markdown
+from streams.errors import PFilterError
 
 console = Console(stderr=False)
 err = Console(stderr=True)
@@ -68,6 +69,13 @@ def _load(target: str) -> click.Command | None:
 
 
 class _LazyCli(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        """Every error the filter raises on purpose ends the command with its one-line message."""
+        try:
+            return super().invoke(ctx)
+        except PFilterError as exc:
+            raise click.ClickException(str(exc)) from None
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = set(super().list_commands(ctx))
         names.update(n for n, t in _LAZY.items() if importlib.util.find_spec(t.split(":")[0]) is not None)

@@ -21,13 +21,15 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.errors import PFilterError
+
 #: Root of the source checkout (or of the installed package's parent).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 Format = Literal["json", "avro"]
 
 
-class ConfigError(ValueError):
+class ConfigError(PFilterError, ValueError):
     """A setting has a value the filter cannot run with."""
 
 
@@ -166,6 +168,11 @@ class Settings(BaseSettings):
         "see outputs sooner and a crash redoes less.",
     )
     batch_timeout_ms: int = Field(default=100, ge=1, le=60_000, description="Max wait to fill a batch.")
+    startup_timeout_s: float = Field(
+        default=30.0, gt=0, le=600,
+        description="How long start-up waits for the brokers to answer before the worker exits "
+        "naming them (a wrong address or a broker that is down never hangs the worker).",
+    )
     session_timeout_ms: int = Field(
         default=10_000, ge=1_000, le=300_000,
         description="Consumer group session timeout: a crashed worker's partitions move to the others "

@@ -9,17 +9,20 @@ stays on disk (see README, "Erasure deadline").
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from streams.config import Settings
+from streams.errors import BrokerUnreachable, PFilterError
 from streams.kafka.clients import admin_config
 
 #: How long admin calls may take before we call the broker unreachable.
 ADMIN_TIMEOUT_S = 30.0
 
 
-class TopicError(RuntimeError):
+class TopicError(PFilterError, RuntimeError):
     """A topic is missing or misconfigured; the message names it."""
 
 
@@ -126,15 +129,32 @@ def _odd_ones_out(counts: dict[str, int]) -> list[str]:
     return [t for t, n in counts.items() if n != majority]
 
 
+def _metadata(settings: Settings, admin: AdminClient | None = None) -> Any:
+    """Cluster metadata, or BrokerUnreachable naming the brokers after the start-up bound."""
+    try:
+        return (admin or _admin(settings)).list_topics(timeout=settings.startup_timeout_s)
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else None
+        name = err.name() if hasattr(err, "name") else type(exc).__name__
+        raise BrokerUnreachable(
+            f"Kafka at {settings.bootstrap} did not answer within {settings.startup_timeout_s:g} s ({name}); "
+            "is the broker running and KAFKA_BOOTSTRAP_SERVERS right?"
+        ) from None
+
+
 def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
-    md = _admin(settings).list_topics(timeout=ADMIN_TIMEOUT_S)
+    md = _metadata(settings)
     return {t: len(md.topics[t].partitions) for t in topics if t in md.topics}
 
 
 def require_copartitioned(settings: Settings) -> int:
-    """The worker's start-up check: inputs exist and share a partition count."""
+    """The worker's start-up check: the brokers answer, the inputs exist and share a partition
+    count, and the consent topic is compacted (a deleting consent topic would lose consent
+    state, and with it the grants, after its retention)."""
     inputs = [settings.topic_clickstream, settings.topic_purchases, settings.topic_consent]
-    counts = partition_counts(settings, inputs)
+    admin = _admin(settings)
+    md = _metadata(settings, admin)
+    counts = {t: len(md.topics[t].partitions) for t in inputs if t in md.topics}
     missing = [t for t in inputs if t not in counts]
     if missing:
         raise TopicError(
@@ -145,5 +165,17 @@ def require_copartitioned(settings: Settings) -> int:
         raise TopicError(
             f"input topics are not co-partitioned ({desc} partitions): the per-partition consent join "
             f"would miss; give {', '.join(repr(t) for t in _odd_ones_out(counts))} the same count"
+        )
+    consent = settings.topic_consent
+    res = ConfigResource(ResourceType.TOPIC, consent)
+    try:
+        cfg = admin.describe_configs([res], request_timeout=settings.startup_timeout_s)[res].result()
+    except KafkaException as exc:
+        raise TopicError(f"could not read the configuration of topic {consent!r}: {exc}") from None
+    policy = cfg["cleanup.policy"].value if "cleanup.policy" in cfg else None
+    if "compact" not in (policy or ""):
+        raise TopicError(
+            f"consent topic {consent!r} has cleanup.policy={policy!r}: it must be compacted "
+            "(cleanup.policy=compact), or consent state is lost after retention; see `pfilter topics check`"
         )
     return next(iter(counts.values()))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.config import Settings
+from streams.errors import PFilterError
 
 POM = Path(__file__).with_name("pom.xml")
 
@@ -54,7 +55,7 @@ logger.broker.level = INFO
 """
 
 
-class BrokerError(RuntimeError):
+class BrokerError(PFilterError, RuntimeError):
     """The local broker could not be fetched, started or stopped; the message says why."""
 
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from confluent_kafka import KafkaException, Producer
 
 from streams.config import Settings
+from streams.errors import PFilterError
 from streams.kafka.clients import output_producer_config, producer_config
 
 #: Upper bound for one flush. A healthy local broker acks a batch in
@@ -57,7 +58,7 @@ def produce_records(producer: Producer, records: Sequence[tuple]) -> None:
                 raise DeliveryError(f"could not enqueue to topic {topic}: {exc.args[0].name()}") from None
 
 
-class DeliveryError(RuntimeError):
+class DeliveryError(PFilterError, RuntimeError):
     """Some outputs were not acknowledged; the batch must not be committed."""
 
 
