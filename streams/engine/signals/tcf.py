@@ -165,24 +165,41 @@ def _vendor_section(r: BitReader) -> tuple[int, IdSet]:
     return max_id, r.bitfield(max_id)
 
 
+#: End of the core segment's fixed-width fields (Version .. PublisherCC): 213 bits.
+_CORE_FIXED_BITS = 213
+
+
+def _letter_pair(bits: str, at: int) -> str:
+    a, b = int(bits[at : at + 6], 2), int(bits[at + 6 : at + 12], 2)
+    if a > 25 or b > 25:
+        raise TCFDecodeError(f"TC string core segment: letter out of range at bit {at}")
+    return chr(65 + a) + chr(65 + b)
+
+
 def _core(bits: str) -> dict[str, object]:
-    r = BitReader(bits, TCFDecodeError, "TC string core segment", pos=6)
-    f: dict[str, object] = {"version": 2}
-    f["created_ms"] = r.int(36) * 100
-    f["last_updated_ms"] = r.int(36) * 100
-    f["cmp_id"] = r.int(12)
-    f["cmp_version"] = r.int(12)
-    f["consent_screen"] = r.int(6)
-    f["consent_language"] = r.letters(2)
-    f["vendor_list_version"] = r.int(12)
-    f["policy_version"] = r.int(6)
-    f["is_service_specific"] = r.bool()
-    f["use_non_standard_texts"] = r.bool()
-    f["special_feature_optins"] = r.bitfield(12)
-    f["purpose_consents"] = r.bitfield(24)
-    f["purpose_legitimate_interests"] = r.bitfield(24)
-    f["purpose_one_treatment"] = r.bool()
-    f["publisher_country_code"] = r.letters(2)
+    if len(bits) < _CORE_FIXED_BITS:
+        raise TCFDecodeError(f"TC string core segment: truncated ({len(bits)} bits)")
+    # The fields up to PublisherCC sit at fixed offsets (spec "The Core String" table):
+    # sliced directly, which halves the cold decode cost against one reader call per field.
+    f: dict[str, object] = {
+        "version": 2,
+        "created_ms": int(bits[6:42], 2) * 100,
+        "last_updated_ms": int(bits[42:78], 2) * 100,
+        "cmp_id": int(bits[78:90], 2),
+        "cmp_version": int(bits[90:102], 2),
+        "consent_screen": int(bits[102:108], 2),
+        "consent_language": _letter_pair(bits, 108),
+        "vendor_list_version": int(bits[120:132], 2),
+        "policy_version": int(bits[132:138], 2),
+        "is_service_specific": bits[138] == "1",
+        "use_non_standard_texts": bits[139] == "1",
+        "special_feature_optins": IdSet(int(bits[140:152][::-1], 2) << 1),
+        "purpose_consents": IdSet(int(bits[152:176][::-1], 2) << 1),
+        "purpose_legitimate_interests": IdSet(int(bits[176:200][::-1], 2) << 1),
+        "purpose_one_treatment": bits[200] == "1",
+        "publisher_country_code": _letter_pair(bits, 201),
+    }
+    r = BitReader(bits, TCFDecodeError, "TC string core segment", pos=_CORE_FIXED_BITS)
     f["max_vendor_consent_id"], f["vendor_consents"] = _vendor_section(r)
     f["max_vendor_li_id"], f["vendor_legitimate_interests"] = _vendor_section(r)
     restrictions = []
