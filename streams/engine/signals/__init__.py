@@ -27,6 +27,8 @@ Public API::
 
     # what the signals allow, then the record's explicit fields narrowed by it
     narrowed = sig.normalize(sig.Signals(tcf=tc, gpp=gpp, consent_mode=cm, sec_gpc=None), mapping)
+    narrowed.purposes, narrowed.categories  # "granted"/"denied" | True/False; absent = unmentioned
+    narrowed.engines, narrowed.vendors, narrowed.gpc  # engine gates, GVL vendor grants, gpc set
     eff = sig.combine(explicit_purposes, explicit_categories, explicit_gpc, narrowed)
     eff.purposes["personalization"]        # True = granted (after narrowing)
     eff.engine_allowed("partner_ads")      # False: that engine's purposes count as denied

@@ -128,31 +128,15 @@ class SignalsMapping:
             if not isinstance(vid, int) or isinstance(vid, bool) or not 1 <= vid <= 65535:
                 raise SignalsMappingError(f"{where}.vendor_id: a GVL vendor id 1..65535 is required")
             engines[name] = EngineGate(vid, _ids(gate.get("purposes", []), 24, f"{where}.purposes"))
+        cm_names = frozenset(CONSENT_MODE_SIGNALS)
         return cls(
-            tcf_purposes=_frozen(
-                {k: _ids(v, 24, f"signals.tcf.purposes.{k}") for k, v in _table(tcf.get("purposes", {}), "signals.tcf.purposes").items()}
-            ),
-            tcf_special_features=_frozen(
-                {
-                    k: _ids(v, 12, f"signals.tcf.special_features.{k}")
-                    for k, v in _table(tcf.get("special_features", {}), "signals.tcf.special_features").items()
-                }
-            ),
+            tcf_purposes=_each(tcf, "purposes", "signals.tcf", lambda v, w: _ids(v, 24, w)),
+            tcf_special_features=_each(tcf, "special_features", "signals.tcf", lambda v, w: _ids(v, 12, w)),
             tcf_engines=_frozen(engines),
-            gpp_opt_outs=_frozen(
-                {
-                    k: _names(v, OPT_OUT_FIELDS, f"signals.gpp.opt_outs.{k}")
-                    for k, v in _table(gpp.get("opt_outs", {}), "signals.gpp.opt_outs").items()
-                }
-            ),
+            gpp_opt_outs=_each(gpp, "opt_outs", "signals.gpp", lambda v, w: _names(v, OPT_OUT_FIELDS, w)),
             gpp_gpc=_bool(gpp.get("gpc", False), "signals.gpp.gpc"),
             sec_gpc=_bool(d.get("sec_gpc", False), "signals.sec_gpc"),
-            consent_mode_denies=_frozen(
-                {
-                    k: _names(v, frozenset(CONSENT_MODE_SIGNALS), f"signals.consent_mode.denies.{k}")
-                    for k, v in _table(cm.get("denies", {}), "signals.consent_mode.denies").items()
-                }
-            ),
+            consent_mode_denies=_each(cm, "denies", "signals.consent_mode", lambda v, w: _names(v, cm_names, w)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -182,7 +166,9 @@ class SignalsMapping:
             for e, g in self.tcf_engines.items()
         ]
         out += [f"purpose {p}: denied by a GPP US opt-out of {', '.join(f)}" for p, f in self.gpp_opt_outs.items()]
-        out += [f"purpose {p}: denied by Consent Mode {' or '.join(s)} denied" for p, s in self.consent_mode_denies.items()]
+        out += [
+            f"purpose {p}: denied by Consent Mode {' or '.join(s)} denied" for p, s in self.consent_mode_denies.items()
+        ]
         if self.gpp_gpc:
             out.append("gpc: set by a GPP GPC subsection with Gpc=1")
         if self.sec_gpc:
@@ -210,6 +196,12 @@ def _keys(d: Any, allowed: set[str], where: str) -> None:
             raise SignalsMappingError(f"{where}: unknown key {k!r} (known: {', '.join(sorted(allowed))})")
 
 
+def _each(parent: Mapping[str, Any], key: str, where: str, read: Any) -> Mapping[str, Any]:
+    """``parent[key]`` as a table whose every entry is ``read(value, "where.key.name")``."""
+    table = _table(parent.get(key, {}), f"{where}.{key}")
+    return _frozen({name: read(v, f"{where}.{key}.{name}") for name, v in table.items()})
+
+
 def _table(d: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(d, Mapping):
         raise SignalsMappingError(f"{where}: must be a table")
@@ -217,7 +209,8 @@ def _table(d: Any, where: str) -> Mapping[str, Any]:
 
 
 def _ids(v: Any, top: int, where: str) -> tuple[int, ...]:
-    if not isinstance(v, list) or not v or not all(isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= top for i in v):
+    ok = isinstance(v, list) and v and all(isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= top for i in v)
+    if not ok:
         raise SignalsMappingError(f"{where}: a non-empty list of ids 1..{top} is required")
     return tuple(v)
 
@@ -255,7 +248,10 @@ DEFAULT_MAPPING = SignalsMapping.from_dict(
             "opt_outs": {"third_party_sharing": ["SaleOptOut", "SharingOptOut", "TargetedAdvertisingOptOut"]},
         },
         "consent_mode": {
-            "denies": {"third_party_sharing": ["ad_user_data", "ad_personalization"], "analytics": ["analytics_storage"]}
+            "denies": {
+                "third_party_sharing": ["ad_user_data", "ad_personalization"],
+                "analytics": ["analytics_storage"],
+            }
         },
     }
 )
@@ -288,7 +284,9 @@ class Finding:
 class Narrowed:
     """What the signals allow. ``purposes``: ``"granted"``/``"denied"`` per purpose some
     signal speaks for (absent: unmentioned); ``categories``: True/False likewise;
-    ``engines``: gate open/closed per gated engine; ``gpc``: some signal set it."""
+    ``engines``: gate open/closed per gated engine; ``gpc``: some signal set it;
+    ``vendors``: per GVL vendor id the mapping names, whether every TC string present
+    gives it consent (bit set and, with DisclosedVendors, disclosed)."""
 
     purposes: Mapping[str, str]
     categories: Mapping[str, bool]
@@ -296,6 +294,7 @@ class Narrowed:
     gpc: bool
     findings: tuple[Finding, ...]
     notes: tuple[str, ...]
+    vendors: Mapping[int, bool] = field(default_factory=lambda: _frozen({}))
 
 
 def _tcf_findings(label: str, tc: TCString, m: SignalsMapping, out: list[Finding]) -> None:
@@ -307,7 +306,8 @@ def _tcf_findings(label: str, tc: TCString, m: SignalsMapping, out: list[Finding
         out.append(Finding(label, "purpose", p, ok, f"TCF purpose consent {yes_no(ids, tc.purpose_consents)}"))
     for c, ids in m.tcf_special_features.items():
         ok = all(i in tc.special_feature_optins for i in ids)
-        out.append(Finding(label, "category", c, ok, f"TCF special feature opt-in {yes_no(ids, tc.special_feature_optins)}"))
+        why = f"TCF special feature opt-in {yes_no(ids, tc.special_feature_optins)}"
+        out.append(Finding(label, "category", c, ok, why))
     for e, g in m.tcf_engines.items():
         vendor = tc.vendor_consented(g.vendor_id)
         purposes_ok = all(i in tc.purpose_consents for i in g.purposes)
@@ -344,6 +344,10 @@ def normalize(signals: Signals, mapping: SignalsMapping = DEFAULT_MAPPING) -> Na
     """What ``signals`` allow under ``mapping`` (module docstring). Pure."""
     findings: list[Finding] = []
     notes: list[str] = []
+    tcs = [signals.tcf] if signals.tcf is not None else []
+    if signals.gpp is not None:
+        tcs += [s for s in signals.gpp.sections.values() if isinstance(s, TCString)]
+    vendors = {g.vendor_id: all(tc.vendor_consented(g.vendor_id) for tc in tcs) for g in mapping.tcf_engines.values()}
     if signals.tcf is not None:
         _tcf_findings("tcf", signals.tcf, mapping, findings)
     if signals.gpp is not None:
@@ -385,7 +389,15 @@ def normalize(signals: Signals, mapping: SignalsMapping = DEFAULT_MAPPING) -> Na
             engines[f.target] = f.grants and engines.get(f.target, True)
         else:
             gpc = True
-    return Narrowed(_frozen(purposes), _frozen(categories), _frozen(engines), gpc, tuple(findings), tuple(notes))
+    return Narrowed(
+        _frozen(purposes),
+        _frozen(categories),
+        _frozen(engines),
+        gpc,
+        tuple(findings),
+        tuple(notes),
+        _frozen(vendors if tcs else {}),
+    )
 
 
 # --------------------------------------------------------------------------- combine

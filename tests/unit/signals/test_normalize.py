@@ -85,6 +85,12 @@ def test_engine_gate(kw, open_):
     assert eff.engine_allowed("offers") is True  # ungated engines are not affected
 
 
+def test_vendor_grants():
+    assert normalize(tcf(vendor_consents=[VENDOR])).vendors == {VENDOR: True}
+    assert normalize(tcf(vendor_consents=[VENDOR], disclosed_vendors=[1])).vendors == {VENDOR: False}
+    assert normalize(Signals()).vendors == {}
+
+
 def test_no_tcf_string_no_gate():
     assert combine({}, {}, False, normalize(Signals())).engine_allowed("partner_ads") is True
 
