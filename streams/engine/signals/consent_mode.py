@@ -59,9 +59,8 @@ def parse_consent_mode(obj: Mapping[str, Any]) -> ConsentMode:
     values: dict[str, bool] = {}
     for key, value in obj.items():
         if key not in SIGNALS:
-            # the key is policy vocabulary of Google's, not personal data: safe to name
-            # (truncated, since a hostile record controls it)
-            raise ConsentModeError(f"consent_mode: unknown signal {str(key)[:40]!r}")
+            # the unknown key is not echoed: the record controls it (G6)
+            raise ConsentModeError(f"consent_mode: unknown signal (known: {', '.join(SIGNALS)})")
         if not isinstance(value, str) or value not in _VALUES:
             raise ConsentModeError(f"consent_mode: {key} is neither 'granted' nor 'denied'")
         values[key] = _VALUES[value]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.engine.signals import (
@@ -20,6 +20,7 @@ from streams.engine.signals import (
     parse_consent_mode,
 )
 from tests.unit.signals.encoders import TCModel, encode_tc, encode_us, gpp_header, usnat_spec
+from tests.unit.signals.test_tcf import tc_models
 
 VENDOR = 755  # DEFAULT_MAPPING's partner_ads vendor
 
@@ -244,3 +245,17 @@ def test_explain():
     assert "engine partner_ads: gated by TCF" in lines and "  => open" in lines
     assert "  gpp.usnat: GPC subsection Gpc=1 -> sets gpc" in lines
     assert text.endswith("  => true")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tc_models(), explicit)
+def test_any_tc_string_normalizes_and_explains(m, exp):
+    tc = decode_tcf(encode_tc(m), strict=False)
+    n = normalize(Signals(tcf=tc))
+    gate = DEFAULT_MAPPING.tcf_engines["partner_ads"]
+    if n.engines["partner_ads"]:
+        assert tc.vendor_consented(gate.vendor_id) and all(p in tc.purpose_consents for p in gate.purposes)
+    assert n.purposes["personalization"] == ("granted" if {5, 6} <= set(tc.purpose_consents) else "denied")
+    assert n.categories["location"] == (1 in tc.special_feature_optins)
+    lines = explain(exp, {}, False, n)
+    assert any(line.startswith("purpose personalization:") for line in lines)
