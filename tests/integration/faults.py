@@ -15,7 +15,8 @@ import orjson
 
 from streams import population
 from streams.config import Settings
-from streams.kafka.replay import replay
+from streams.engine.codecs import get_codec
+from streams.kafka.replay import replay  # noqa: F401 - re-exported for the suite
 from streams.runtime.process import WorkerProcess
 from tests.integration import kit
 
@@ -109,10 +110,15 @@ class Stream:
             p = kit.producer(s)
             churn = population.churn(self.spec, self.now + self.first, self.events // self.churn_every + 1)
             t0 = time.monotonic()
+            formats = s.input_formats()
+            codecs = {t: get_codec("purchase_event" if t == s.topic_purchases else "click_event", "avro")
+                      for t in (s.topic_clickstream, s.topic_purchases) if formats[t] == "avro"}
             for i, (kind, value, key) in enumerate(
                     population.event_bytes(self.spec, self.now, self.events, first=self.first)):
-                p.produce(s.topic_purchases if kind == "purchase" else s.topic_clickstream, value,
-                          key.encode() if key else None)
+                topic = s.topic_purchases if kind == "purchase" else s.topic_clickstream
+                if topic in codecs:  # the population writes JSON; Avro topics get the same event in Avro
+                    value = codecs[topic].encode(orjson.loads(value))
+                p.produce(topic, value, key.encode() if key else None)
                 self.produced += 1
                 if i % self.churn_every == 0:
                     sid, rec = next(churn)
