@@ -6,7 +6,9 @@ F1 here; the others follow in this file. Counts are printed (``-s``) for the REA
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import time
 from pathlib import Path
 
@@ -250,3 +252,169 @@ def test_f6_poison_flood(kafka_settings: Settings, tmp_path: Path) -> None:
             "unknown_schema_id"} <= set(reasons), reasons
     assert result.ok, render_report(result)
     assert result.violation_count == 0 and result.unaccounted == 0 and result.duplicates == 0
+
+
+# ---------------------------------------------------------------------------- F2: zombie
+def _probe_events(s: Settings, prefix: str, subjects: list[str], ts: int) -> int:
+    p = kit.producer(s)
+    for i, sid in enumerate(subjects):
+        p.produce(s.topic_clickstream, orjson.dumps(kit.page_view(f"{prefix}-{i}", sid, ts)), sid.encode())
+    assert p.flush(60) == 0
+    return len(subjects)
+
+
+def _outputs_of(s: Settings, prefix: str) -> list[dict]:
+    engines = [e.topic for e in kit.policy_for_topics(s).engines]
+    return [r for r in _outputs_after(s, {tp: 0 for tp in _end_offsets(s, engines)})
+            if str(r["event_id"]).startswith(prefix)]
+
+
+@pytest.mark.parametrize("runtime", ["fast", "faust"])
+def test_f2_zombie_is_fenced(kafka_settings: Settings, tmp_path: Path, runtime: str) -> None:
+    """F2: one of two workers is SIGSTOPped mid-stream until the group gives its partitions
+    to the other; consent is then withdrawn for 200 subjects and events of theirs produced;
+    then the zombie gets SIGCONT. No event produced after the withdrawal may be emitted for
+    those subjects by anyone (G2), and on the fast runtime nothing the zombie wrote in its
+    open transaction may be visible to a read_committed reader: its commit is refused
+    (the group generation fences it, KIP-447), so there are no duplicates either.
+    faust offers no fencing: its zombie's writes stay visible as at-least-once duplicates,
+    and its barrier still reads the withdrawal before it decides anything new."""
+    eos = runtime == "fast"
+    s = _group_settings(kafka_settings, runtime, partitions=4, commit_interval_ms=1000)
+    kit.setup_topics(s)
+    now = int(time.time() * 1000) - faults.DAY
+    spec = faults.produce_population(s, now)
+    group = faults.Group(s, tmp_path, 2, runtime)
+    group.start_all()
+    withdrawn = [f"s-{i:06d}" for i in range(0, 2000, 10)]
+    try:
+        stream = faults.Stream(s, spec, now, events=9000, seconds=18.0, churn_every=10**9).start()
+        time.sleep(3.0)
+        group.signal(0, signal.SIGSTOP)  # mid-batch, mid-transaction: a zombie
+        time.sleep(s.session_timeout_ms / 1000 + 6.0)  # the group moves its partitions to w1
+        p = kit.producer(s)
+        later = int(time.time() * 1000)
+        for sid in withdrawn:
+            p.produce(s.topic_consent, orjson.dumps(_withdraw_all(sid, later)), sid.encode())
+        assert p.flush(60) == 0  # acknowledged: every event produced from now on must see it
+        probes = _probe_events(s, "after-withdrawal", withdrawn, later + 1)
+        group.signal(0, signal.SIGCONT)
+        n = stream.join() + probes
+        faults.wait_decided(s, n, read_committed=eos, timeout=240)
+        zombie_alive = group.alive(0)
+    finally:
+        codes = group.stop_all()
+    leaked = _outputs_of(s, "after-withdrawal")
+    result = run_verify(s, exactly_once=eos)
+    print(f"\nF2 {runtime}: events={n} withdrawn={len(withdrawn)} zombie_alive_after={zombie_alive} "
+          f"exit_codes={codes} leaked={len(leaked)} violations={result.violation_count} "
+          f"lost={result.unaccounted} duplicates={result.duplicates}")
+    assert not leaked, f"{len(leaked)} events produced after the withdrawal were emitted"
+    assert result.violation_count == 0 and result.unaccounted == 0, render_report(result)
+    if eos:
+        assert result.ok and result.duplicates == 0, render_report(result)
+
+
+# ---------------------------------------------------------------------------- F3: broker loss
+def test_f3_broker_killed_and_restarted(kafka_settings: Settings, tmp_path: Path) -> None:
+    """F3: the broker is SIGKILLed mid-stream and restarted on the same data dir. Workers
+    recover, or exit non-zero and are restarted here as a supervisor would: 0 violations,
+    0 lost, 0 duplicates (exactly once)."""
+    from streams.kafka.broker import LocalBroker
+
+    port = kit.free_port()
+    bs = kafka_settings.model_copy(update={"kafka_bootstrap_servers": None, "kafka_port": port,
+                                           "kafka_controller_port": kit.free_port(), "state_dir": tmp_path / "broker"})
+    broker = LocalBroker(bs)
+    broker.up()
+    try:
+        s = _group_settings(kafka_settings, "fast", partitions=3).model_copy(
+            update={"kafka_bootstrap_servers": broker.bootstrap})
+        kit.setup_topics(s)
+        now = int(time.time() * 1000) - faults.DAY
+        spec = faults.produce_population(s, now)
+        group = faults.Group(s, tmp_path, 2, "fast")
+        group.start_all()
+        restarts = 0
+        try:
+            stream = faults.Stream(s, spec, now, events=6000, seconds=10.0).start()
+            time.sleep(3.0)
+            pid = broker.status().pid
+            assert pid
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(4.0)
+            broker.up()  # same data dir: the log, the offsets and the transactions survive
+            n = stream.join(180)
+
+            def supervise() -> None:
+                nonlocal restarts
+                for i in range(2):
+                    if not group.alive(i):
+                        restarts += 1
+                        group.start(i)
+
+            faults.wait_decided(s, n, read_committed=True, timeout=240, on_wait=supervise)
+        finally:
+            group.stop_all()
+        result = run_verify(s, exactly_once=True)
+        print(f"\nF3: events={n} broker_kills=1 worker_restarts={restarts} violations={result.violation_count} "
+              f"lost={result.unaccounted} duplicates={result.duplicates}")
+        assert result.ok, render_report(result)
+        assert result.violation_count == 0 and result.unaccounted == 0 and result.duplicates == 0
+    finally:
+        broker.destroy()
+
+
+# ---------------------------------------------------------------------------- F4: state loss
+def _outcomes(s: Settings, prefix: str) -> dict[tuple[str, str], str | None]:
+    """(probe index, engine) -> reason of the decisions of one probe set (None: emitted)."""
+    out = {}
+    for d in kit.decisions(s):
+        eid = str(d.get("event_id"))
+        if eid.startswith(prefix + "-"):
+            out[(eid.rsplit("-", 1)[1], d["engine"])] = d["outcome"] if d["outcome"] != "dropped" else d["reason"]
+    return out
+
+
+@pytest.mark.parametrize("runtime", ["fast", "faust"])
+def test_f4_state_dir_lost(kafka_settings: Settings, tmp_path: Path, runtime: str) -> None:
+    """F4: a stopped worker's state dir (fast checkpoint / faust RocksDB) is deleted; it
+    rebuilds from the consent topic or the changelog and decides exactly as before: the
+    same probe events get the same outcome per engine before and after, and verify checks
+    every decision against the reference rule."""
+    import shutil
+
+    eos = runtime == "fast"
+    s = _group_settings(kafka_settings, runtime, partitions=3)
+    kit.setup_topics(s)
+    now = int(time.time() * 1000) - faults.DAY
+    spec = faults.produce_population(s, now)
+    group = faults.Group(s, tmp_path, 1, runtime)
+    subjects = [f"s-{i:06d}" for i in range(0, 2000, 7)]
+    group.start_all()
+    try:
+        stream = faults.Stream(s, spec, now, events=3000, seconds=2.0).start()
+        n = stream.join()
+        ts = int(time.time() * 1000)
+        n += _probe_events(s, "before", subjects, ts)
+        faults.wait_decided(s, n, read_committed=eos)
+    finally:
+        group.stop_all()
+    state = group.settings[0].state_dir
+    assert any(state.rglob("*")), "no state was written: the test would prove nothing"
+    shutil.rmtree(state)
+    group.start(0)
+    try:
+        group.procs[0].wait_ready()
+        n += _probe_events(s, "after", subjects, ts)
+        faults.wait_decided(s, n, read_committed=eos)
+    finally:
+        group.stop_all()
+    before, after = _outcomes(s, "before"), _outcomes(s, "after")
+    result = run_verify(s, exactly_once=eos)
+    same = sum(1 for k, v in before.items() if after.get(k) == v)
+    print(f"\nF4 {runtime}: events={n} probes={len(subjects)} same_outcome={same}/{len(before)} "
+          f"violations={result.violation_count} lost={result.unaccounted} duplicates={result.duplicates}")
+    assert len(before) == len(subjects) * 3 and before == after
+    assert {v for v in before.values()} - {"emitted"}, "every probe emitted: the state mattered for nothing"
+    assert result.ok, render_report(result)
