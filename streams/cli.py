@@ -17,7 +17,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from streams.config import ConfigError, Settings, load_settings, settings_markdown
+from streams.config import ConfigError, Settings, load_settings, masked, settings_markdown
 
 console = Console(stderr=False)
 err = Console(stderr=True)
@@ -213,11 +213,7 @@ def config_cmd(c: Ctx, markdown: bool) -> None:
     if markdown:
         click.echo(settings_markdown())
         return
-    s = c.settings()
-    for name in Settings.model_fields:
-        value = getattr(s, name)
-        if "key" in name and value is not None and name != "pseudonym_key_file":
-            value = "***"
+    for name, value in masked(c.settings()).items():
         click.echo(f"{name} = {value}")
 
 
