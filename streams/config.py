@@ -188,7 +188,7 @@ class Settings(BaseSettings):
     # --- Production mode (streams/production.py) --------------------------
     env: Literal["development", "production"] = Field(
         default="development",
-        description="`production`: the worker refuses to start with unsafe settings (README "
+        description="development or production. In production the worker refuses to start with unsafe settings (README "
         "\"Deploying\": unauthenticated or unverified broker connections, missing or short secrets, "
         "a policy that fails its check, less than exactly_once on the fast runtime).",
     )
