@@ -2,8 +2,8 @@
 
 `pfilter kafka up --secure` needs TLS on its SASL_SSL listener: a CA and a
 broker certificate, generated into the state dir with `cryptography` (no
-keytool, no openssl CLI). The broker reads PEM directly (`ssl.keystore.type=PEM`),
-so nothing is converted to JKS/PKCS12.
+keytool, no openssl CLI): PEM for the clients and the broker's truststore, a
+PKCS#12 keystore for the broker.
 
 These keys protect a loopback test broker only: they are unencrypted on disk
 (mode 0600) and valid for a year. Production brokers bring their own.
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -78,11 +79,17 @@ def ensure_ca(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def issue(directory: Path, name: str, *, hosts: list[str], server: bool) -> CertFiles:
+def issue(directory: Path, name: str, *, hosts: list[str], server: bool, client: bool = False,
+          keystore_password: bytes | None = None) -> CertFiles:
     """A certificate for ``name`` signed by the CA in ``directory`` (created if needed).
 
-    ``hosts``: DNS names and IP addresses it is valid for (the broker's
-    hostname verification checks them). ``server``: serverAuth, else clientAuth (mTLS).
+    ``hosts``: DNS names and IP addresses it is valid for (hostname
+    verification checks them). ``server``: serverAuth; ``client``: clientAuth
+    (mTLS; a client-only certificate when ``server`` is false). With
+    ``keystore_password`` a PKCS#12 keystore ``<name>.p12`` (key, certificate,
+    CA) is written too, for a JVM: Kafka's PEM keystore needs an encrypted
+    PKCS#8 key, and Java 17 cannot decrypt the PBES2 encryption that is all
+    `cryptography` writes for PKCS#8 (it reads PBES2 in PKCS#12).
     """
     ca_cert_path, ca_key_path = ensure_ca(directory)
     ca_cert, ca_key = _load_ca(ca_cert_path, ca_key_path)
@@ -100,13 +107,20 @@ def issue(directory: Path, name: str, *, hosts: list[str], server: bool) -> Cert
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server
-                                              else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
     )
+    usages = [u for u, on in ((ExtendedKeyUsageOID.SERVER_AUTH, server),
+                              (ExtendedKeyUsageOID.CLIENT_AUTH, client or not server)) if on]
+    builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
     cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
     _write_key(key_path, key)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    if keystore_password is not None:
+        data = pkcs12.serialize_key_and_certificates(
+            name.encode(), key, cert, [ca_cert], serialization.BestAvailableEncryption(keystore_password))
+        fd = os.open(directory / f"{name}.p12", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
     return CertFiles(ca_cert=ca_cert_path, cert=cert_path, key=key_path)

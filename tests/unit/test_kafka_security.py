@@ -195,8 +195,6 @@ HAND_BUILT = {
     # being reworked by the lead (route through clients.plain_consumer_config)
     "streams/runtime/fast.py": 2,
     "streams/runtime/barrier.py": 2,
-    # the local broker's own readiness probe, on its own PLAINTEXT listener
-    "streams/kafka/broker.py": 1,
 }
 
 
