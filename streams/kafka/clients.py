@@ -15,6 +15,7 @@ of the project starts from, so no client can connect without them.
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -196,3 +197,61 @@ def consumer_config(settings: Settings, group_id: str | None = None, **overrides
     }
     cfg.update(overrides)
     return cfg
+
+
+#: How long check_connection waits for the brokers: a refused login is reported
+#: by the broker within a round trip or two; 15 s also covers a slow TLS start.
+CONNECT_TIMEOUT_S = 15.0
+
+
+class _Quiet:
+    """librdkafka logger that drops the retry chatter check_connection reports itself."""
+
+    def log(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return self.log
+
+
+def check_connection(settings: Settings, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Ask the brokers for metadata with the configured security settings.
+
+    Raises ConfigError with one line that names the cause: refused credentials
+    (naming the username and the password settings, never the password), a TLS
+    failure, or brokers that cannot be reached. Start-up calls it so that a
+    wrong password stops the process at once instead of in retry loops."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    errors: list[Any] = []
+    admin = AdminClient({**base_config(settings), "error_cb": errors.append, "logger": _Quiet()})
+    deadline = time.monotonic() + timeout
+    md = None
+    fatal = (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._SSL)
+    while md is None and time.monotonic() < deadline:
+        try:
+            # short requests: error_cb (where a refused login shows) is served between them
+            md = admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+            if not md.brokers:
+                md = None
+        except KafkaException as exc:
+            errors.append(exc.args[0])
+        admin.poll(0)
+        if any(e.code() in fatal for e in errors):
+            break
+    auth = [e for e in errors if e.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)]
+    if auth:
+        who = settings.kafka_sasl_username or "(no username)"
+        raise ConfigError(
+            f"Kafka refused the credentials of PFILTER_KAFKA_SASL_USERNAME={who} "
+            f"({settings.kafka_sasl_mechanism or settings.kafka_security_protocol}): check "
+            f"PFILTER_KAFKA_SASL_PASSWORD / PFILTER_KAFKA_SASL_PASSWORD_FILE ({auth[0].str()})")
+    ssl_errors = [e for e in errors if e.code() == KafkaError._SSL]
+    if ssl_errors:
+        raise ConfigError(f"TLS to {settings.bootstrap} failed: {ssl_errors[0].str()} (check "
+                          "PFILTER_KAFKA_SSL_CA_FILE and PFILTER_KAFKA_SSL_VERIFY_HOSTNAME)")
+    if md is None or not md.brokers:
+        last = f": {errors[-1].str()}" if errors else ""
+        raise ConfigError(f"no Kafka broker answered at {settings.bootstrap} within {timeout:.0f}s with "
+                          f"PFILTER_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol}{last}")
