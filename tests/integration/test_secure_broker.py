@@ -52,6 +52,10 @@ def topics(broker: LocalBroker) -> Settings:
     admin = broker.client_settings()
     engine_topics = [t for t in broker._engine_topics().values()]
     create_topics(admin, engine_topics)
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    client = AdminClient(clients.admin_config(admin))  # kept: a collected client cancels its futures
+    client.create_topics([NewTopic(secure.KEYS_TOPIC, 1, 1)])[secure.KEYS_TOPIC].result(30)
     producer = Producer(clients.producer_config(broker.client_settings(secure.WORKER)))
     for t in ("personalization.offers", "personalization.email"):
         producer.produce(t, key=b"k", value=b'{"n": 1}')
@@ -97,9 +101,9 @@ def test_an_engine_may_not_use_another_principals_group(broker: LocalBroker, top
     assert value is None and err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, err
 
 
-def test_the_worker_cannot_read_the_outputs(broker: LocalBroker, topics: Settings) -> None:
-    value, err = _read_one(broker.client_settings(secure.WORKER), "personalization.offers",
-                           f"pfilter.{uuid.uuid4().hex[:6]}")
+@pytest.mark.parametrize("topic", ["personalization.offers", secure.KEYS_TOPIC])
+def test_the_worker_cannot_read_the_outputs_or_the_keys(broker: LocalBroker, topics: Settings, topic: str) -> None:
+    value, err = _read_one(broker.client_settings(secure.WORKER), topic, f"pfilter.{uuid.uuid4().hex[:6]}")
     assert value is None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
