@@ -102,8 +102,9 @@ class LocalBroker:
 
         return secure.SecureFiles(self.home / "secure")
 
-    def client_settings(self, user: str | None = None) -> Settings:
-        """Settings for a client of this broker; on a secure one as ``user`` (default: admin)."""
+    def client_settings(self, user: str | None = None, base: Settings | None = None) -> Settings:
+        """``base`` (default: this broker's settings) pointed at this broker; on a secure
+        one authenticated as ``user`` (default: admin)."""
         changes: dict[str, Any] = {"kafka_bootstrap_servers": self.bootstrap}
         if self.secure:
             from streams.kafka import secure
@@ -111,7 +112,7 @@ class LocalBroker:
             changes |= secure.client_settings(self.secure_files, user or secure.ADMIN)
         else:  # our plaintext broker, whatever the settings say about other clusters
             changes |= {"kafka_security_protocol": "PLAINTEXT", "kafka_sasl_mechanism": None}
-        return self.settings.model_copy(update=changes)
+        return (base or self.settings).model_copy(update=changes)
 
     def _engine_topics(self) -> dict[str, str]:
         from streams.wiring import policy_for_topics
