@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 	$(BIN)/pfilter kafka fetch
+	@# promtool for the alert-rule tests (Debian's prometheus package, unpacked
+	@# into .venv/bin; says so and goes on where apt is unavailable)
+	@deploy/tools/install-promtool.sh
 
 ## The main job: the demo against the local broker (started if needed).
 demo: install

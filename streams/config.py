@@ -14,11 +14,12 @@ setting (pydantic's validation error, re-raised as ``ConfigError``).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.errors import PFilterError
@@ -27,6 +28,12 @@ from streams.errors import PFilterError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 Format = Literal["json", "avro"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+
+#: Marks a field whose value is secret: masked by `pfilter config`, never in
+#: an error message or a log line (secret_fields() lists them).
+SECRET = {"secret": True}
 
 
 class ConfigError(PFilterError, ValueError):
@@ -53,6 +60,46 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("schema_registry_url", "SCHEMA_REGISTRY_URL"),
         description="`SCHEMA_REGISTRY_URL`: Confluent schema registry for Avro ids. Unset: the "
         "checked-in id map `schemas/ids.json`.",
+    )
+    kafka_security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT",
+        description="How every client of the project talks to the brokers: PLAINTEXT, SSL (TLS; with "
+        "a client certificate: mTLS), SASL_PLAINTEXT or SASL_SSL.",
+    )
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        default=None,
+        description="SASL mechanism (required with SASL_*): PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or "
+        "OAUTHBEARER.",
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL username (PLAIN, SCRAM).")
+    kafka_sasl_password: str | None = Field(
+        default=None, repr=False, json_schema_extra=SECRET,
+        description="SASL password (PLAIN, SCRAM). Secret: masked, never logged. Prefer the _FILE form.",
+    )
+    kafka_sasl_password_file: Path | None = Field(
+        default=None,
+        description="File holding the SASL password, instead of PFILTER_KAFKA_SASL_PASSWORD.",
+    )
+    kafka_sasl_oauthbearer_config: dict[str, str] = Field(
+        default_factory=dict, repr=False, json_schema_extra=SECRET,
+        description="OAUTHBEARER: a JSON object of librdkafka `sasl.oauthbearer.*` properties, passed "
+        "through (e.g. `{\"sasl.oauthbearer.method\": \"oidc\", \"sasl.oauthbearer.client.id\": ...}`). "
+        "Secret: masked.",
+    )
+    kafka_ssl_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificate(s) (PEM) to verify the brokers with. Unset: the system's CAs.",
+    )
+    kafka_ssl_cert_file: Path | None = Field(default=None, description="Client certificate (PEM), for mTLS.")
+    kafka_ssl_key_file: Path | None = Field(default=None, description="Client private key (PEM), for mTLS.")
+    kafka_ssl_key_password: str | None = Field(
+        default=None, repr=False, json_schema_extra=SECRET,
+        description="Password of an encrypted client key. Secret: masked.",
+    )
+    kafka_ssl_verify_hostname: bool = Field(
+        default=True,
+        description="Check that the broker's certificate names the host connected to. Production mode "
+        "refuses false.",
     )
 
     # --- Local broker (pfilter kafka up/down/status) ----------------------
@@ -126,13 +173,30 @@ class Settings(BaseSettings):
         description="Policy file (TOML). Unset: the shipped default policy.",
     )
     pseudonym_key: str | None = Field(
-        default=None, repr=False,
+        default=None, repr=False, json_schema_extra=SECRET,
         description="Secret for pseudonymizing subject ids (HMAC-SHA256, one key derived per "
         "engine). Never logged. Required when the policy pseudonymizes.",
     )
     pseudonym_key_file: Path | None = Field(
         default=None,
         description="File holding the pseudonym secret, instead of PFILTER_PSEUDONYM_KEY.",
+    )
+    kek: str | None = Field(
+        default=None, repr=False, json_schema_extra=SECRET,
+        description="Key-encryption key (at least 32 bytes). Secret: masked, never logged.",
+    )
+    kek_file: Path | None = Field(default=None, description="File holding the KEK, instead of PFILTER_KEK.")
+
+    # --- Production mode (streams/production.py) --------------------------
+    env: Literal["development", "production"] = Field(
+        default="development",
+        description="development or production. In production the worker refuses to start with unsafe settings (README "
+        "\"Deploying\": unauthenticated or unverified broker connections, missing or short secrets, "
+        "a policy that fails its check, less than exactly_once on the fast runtime).",
+    )
+    production_allow_at_least_once: bool = Field(
+        default=False,
+        description="Production mode: let the fast runtime run at_least_once (logs a warning).",
     )
 
     # --- Worker -----------------------------------------------------------
@@ -200,10 +264,34 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
-    @field_validator("kafka_bootstrap_servers", "schema_registry_url", mode="before")
+    @field_validator("kafka_bootstrap_servers", "schema_registry_url", "kafka_sasl_mechanism", mode="before")
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
         return None if v == "" else v
+
+    @field_validator("kafka_sasl_oauthbearer_config")
+    @classmethod
+    def _oauthbearer_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if not k.startswith("sasl.oauthbearer.")]
+        if bad:  # names only: the values may be client secrets
+            raise ValueError(f"only sasl.oauthbearer.* properties pass through, not {', '.join(sorted(bad))}")
+        return v
+
+    @model_validator(mode="after")
+    def _security_consistent(self) -> Settings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and self.kafka_sasl_mechanism is None:
+            raise ValueError(f"PFILTER_KAFKA_SASL_MECHANISM is required with "
+                             f"PFILTER_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}")
+        if not sasl and self.kafka_sasl_mechanism is not None:
+            raise ValueError(f"PFILTER_KAFKA_SASL_MECHANISM needs a SASL_* PFILTER_KAFKA_SECURITY_PROTOCOL, "
+                             f"not {self.kafka_security_protocol}")
+        for a, b in (("kafka_sasl_password", "kafka_sasl_password_file"), ("kek", "kek_file")):
+            if getattr(self, a) and getattr(self, b):
+                raise ValueError(f"set only one of PFILTER_{a.upper()} and PFILTER_{b.upper()}")
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError("PFILTER_KAFKA_SSL_CERT_FILE and PFILTER_KAFKA_SSL_KEY_FILE go together (mTLS)")
+        return self
 
     # --- derived ------------------------------------------------------------
     @property
@@ -246,9 +334,12 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            name = ".".join(str(p) for p in err["loc"]) or "settings"
-            env = name if name.isupper() else f"PFILTER_{name.upper()}"
+            name = ".".join(str(p) for p in err["loc"])
             # err["input"] is deliberately not shown: a secret may be the bad value.
+            if not name:  # a check across settings: its message names them
+                problems.append(err["msg"].removeprefix("Value error, "))
+                continue
+            env = name if name.isupper() else f"PFILTER_{name.split('.')[0].upper()}"
             problems.append(f"{env}: {err['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
 
@@ -262,11 +353,29 @@ def settings_markdown() -> str:
         if desc.startswith("`") and "`:" in desc:
             env, desc = desc[1:].split("`:", 1)
             env, desc = env.strip("`"), desc.strip()
-        default = field.default
+        default = field.default_factory() if field.default_factory else field.default
         if isinstance(default, Path):
             default = str(default).replace(str(PROJECT_ROOT), ".")
         rows.append(f"| `{env}` | `{default}` | {desc} |")
     return "\n".join(rows)
+
+
+def secret_fields() -> frozenset[str]:
+    """Names of the settings whose values are secret (masked, never logged)."""
+    return frozenset(n for n, f in Settings.model_fields.items()
+                     if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("secret"))
+
+
+def secret_env_names() -> frozenset[str]:
+    """The environment variables of the secret settings."""
+    return frozenset(f"PFILTER_{n.upper()}" for n in secret_fields())
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """Every setting with the secret ones replaced by ``***`` (for display)."""
+    secret = secret_fields()
+    return {n: ("***" if n in secret and getattr(settings, n) else getattr(settings, n))
+            for n in Settings.model_fields}
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -278,5 +387,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         key = {"kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
                "schema_registry_url": "SCHEMA_REGISTRY_URL"}.get(name, f"PFILTER_{name.upper()}")
-        env[key] = str(value)
+        # complex values as JSON, how pydantic-settings reads them back
+        env[key] = json.dumps(value) if isinstance(value, dict | list) else str(value)
     return env

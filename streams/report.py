@@ -17,6 +17,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from streams.config import Settings
+from streams.kafka.clients import plain_consumer_config
 from streams.engine.codecs import get_codec
 from streams.kafka.partitioner import partition_for
 from streams.wiring import policy_for_topics
@@ -36,9 +37,8 @@ class EngineReport:
     dropped: Counter = field(default_factory=Counter)
 
 
-def _read_partition(bootstrap: str, topic: str, partition: int, key: bytes) -> list[bytes]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "pfilter-report", "enable.auto.commit": False,
-                  "enable.partition.eof": True})
+def _read_partition(settings: Settings, topic: str, partition: int, key: bytes) -> list[bytes]:
+    c = Consumer(plain_consumer_config(settings, "pfilter-report", **{"enable.partition.eof": True}))
     try:
         lo, hi = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=30, cached=False)
         if hi <= lo:
@@ -63,7 +63,7 @@ def build_report(settings: Settings, subject: str) -> dict[str, Any]:
     policy = policy_for_topics(settings)
     codec = get_codec("decision_record", settings.format_output)
     key = subject.encode()
-    c = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "pfilter-report"})
+    c = Consumer(plain_consumer_config(settings, "pfilter-report"))
     try:
         md = c.list_topics(settings.topic_decisions, timeout=30)
     finally:
@@ -75,7 +75,7 @@ def build_report(settings: Settings, subject: str) -> dict[str, Any]:
     engines = {e.name: EngineReport(e.name, e.topic, list(e.relied_on), e.party) for e in policy.engines}
     dlq = Counter()
     seen: set[tuple] = set()
-    for value in _read_partition(settings.bootstrap, settings.topic_decisions, partition, key):
+    for value in _read_partition(settings, settings.topic_decisions, partition, key):
         d = codec.decode(value)
         if d.get("subject_id") != subject and d.get("engine") is not None:
             continue

@@ -79,7 +79,7 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
     policy = load_policy(settings)
     doc = read_policy_file(settings.policy_file)
     secret = pseudonym_secret(settings)
-    bootstrap = settings.bootstrap
+    bootstrap = settings  # replay() takes the settings: brokers and security settings
     res = VerifyResult(exactly_once=exactly_once)
     fmt_out = settings.format_output
     dec_codec = get_codec("decision_record", fmt_out)

@@ -150,7 +150,9 @@ def _drop_old_demo_topics(s: Any) -> None:
     """Earlier demo runs' topics, on our own local broker only (never on a given cluster)."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": s.bootstrap})
+    from streams.kafka.clients import admin_config
+
+    admin = AdminClient(admin_config(s))
     old = [t for t in admin.list_topics(timeout=30).topics if t.startswith(("demo.", "pfilter-demo-"))]
     if old:
         for fut in admin.delete_topics(old, operation_timeout=30).values():

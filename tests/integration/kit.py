@@ -87,7 +87,7 @@ def purchase(event_id: str, subject: str, ts: int) -> dict:
 
 
 def decisions(settings: Settings) -> list[dict]:
-    return [orjson.loads(v) for *_x, v, _h, _t in replay(settings.bootstrap, [settings.topic_decisions])]
+    return [orjson.loads(v) for *_x, v, _h, _t in replay(settings, [settings.topic_decisions])]
 
 
 def wait_decisions(settings: Settings, count: int, timeout: float = 90.0) -> list[dict]:

@@ -101,7 +101,7 @@ def test_every_reason_code_end_to_end(topics: Settings, worker, tmp_path: Path) 
         assert _reasons(ds, eid) == want, eid
 
     # the DLQ holds the bad event and the bad consent record, with headers and no field values
-    dlq = list(replay(s.bootstrap, [s.topic_dlq]))
+    dlq = list(replay(s, [s.topic_dlq]))
     assert len(dlq) == 2
     for _t, _p, _o, _k, value, headers, _ts in dlq:
         h = dict(headers)
@@ -112,7 +112,7 @@ def test_every_reason_code_end_to_end(topics: Settings, worker, tmp_path: Path) 
     # what partner_ads got for the purchase: pseudonymized subject, geo coarsened, no contact/payment/ip
     policy = load_policy(s)
     partner = policy.engine("partner_ads")
-    recs = [orjson.loads(v) for *_x, v, _h, _t in replay(s.bootstrap, [partner.topic])]
+    recs = [orjson.loads(v) for *_x, v, _h, _t in replay(s, [partner.topic])]
     p_ok = next(r for r in recs if r["event_id"] == "p-ok")
     assert p_ok["subject_id"] == partner.pseudonym("s-ok") != "s-ok"
     assert p_ok["context"] == {"geo": {"country": "FR"}}
@@ -186,7 +186,7 @@ def test_erasure_while_streaming(topics: Settings, worker) -> None:
     ds = kit.wait_decisions(s, 6)
     assert _reasons(ds, "er-1")["offers"] == "emitted"
     assert _reasons(ds, "er-2") == {e: "no_consent" for e in ENGINES}
-    notices = [orjson.loads(v) for *_x, v, _h, _t in replay(s.bootstrap, [s.topic_erasures])]
+    notices = [orjson.loads(v) for *_x, v, _h, _t in replay(s, [s.topic_erasures])]
     policy = load_policy(s)
     assert {(n["engine"], n["subject_id"]) for n in notices} == {
         (e.name, e.subject_ref("s-er")) for e in policy.engines
@@ -252,7 +252,7 @@ def test_verify_fails_on_a_planted_forbidden_record(topics: Settings, worker) ->
     assert run_verify(s).ok
     offers = load_policy(s).engine("offers")
     # an offers record carrying connection data the policy never allows offers to receive
-    out = [orjson.loads(v) for *_x, v, _h, _t in replay(s.bootstrap, [offers.topic])]
+    out = [orjson.loads(v) for *_x, v, _h, _t in replay(s, [offers.topic])]
     forged = dict(out[0])
     forged["context"] = {**forged.get("context", {}), "ip": "203.0.113.7"}
     kit.send(p, offers.topic, "s-pl", forged)
