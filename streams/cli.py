@@ -17,7 +17,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from streams.config import ConfigError, Settings, load_settings, settings_markdown
+from streams.config import SECRET_SETTINGS, ConfigError, Settings, load_settings, settings_markdown
 
 console = Console(stderr=False)
 err = Console(stderr=True)
@@ -216,7 +216,7 @@ def config_cmd(c: Ctx, markdown: bool) -> None:
     s = c.settings()
     for name in Settings.model_fields:
         value = getattr(s, name)
-        if "key" in name and value is not None and name != "pseudonym_key_file":
+        if name in SECRET_SETTINGS and value is not None:
             value = "***"
         click.echo(f"{name} = {value}")
 
