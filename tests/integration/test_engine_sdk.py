@@ -1,0 +1,231 @@
+"""The engine SDK and the example SQLite engine on the real broker (CONTRACT §10, G4).
+
+The records are produced here in the format the filter will emit (a JSON
+filtered event whose ``email``/``phone`` are envelopes, the subject's wrapped
+key on the keys topic in the same transaction, erasure notices, a key
+tombstone), so the SDK is tested against the bytes, not against the worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import logging
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from streams.config import Settings
+from streams.crypto import Kek, KeyMissingError, KeyRing, WrongKeyError, encrypt_value, is_envelope, new_kek_text
+from streams.kafka.admin import check_topics, create_topics
+from streams.kafka.clients import producer_config
+from streams.sdk import EngineConsumer, ErasureUnhandled
+from streams.wiring import policy_for_topics
+
+pytestmark = pytest.mark.kafka
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = 1_767_225_600_000
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("sqlite_profile_engine", ROOT / "examples" / "sqlite_profile_engine.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def engine_topic(settings: Settings, engine: str) -> str:
+    return {e.name: e.topic for e in policy_for_topics(settings).engines}[engine]
+
+
+class World:
+    """Produces what the filter would: keys and outputs in one transaction, notices, tombstones."""
+
+    def __init__(self, settings: Settings, kek: Kek) -> None:
+        self.s = settings
+        self.topic = engine_topic(settings, "email")
+        self.ring = KeyRing(kek)
+        self.p = Producer(producer_config(settings, **{"linger.ms": 0,
+                                                        "transactional.id": f"{settings.group_id}.tx"}))
+        self.p.init_transactions(30)
+        self.n = 0
+        self.key_records: list = []
+
+    def event(self, subject: str, email: str, phone: str) -> tuple[bytes, list[bytes]]:
+        """An `email` engine output for ``subject`` (plus its key record if new)."""
+        self.n += 1
+        new = self.ring.ensure(subject, NOW)
+        if new is not None:
+            self.key_records.append(new)
+        out = {"event_id": f"e-{self.n}", "subject_id": subject, "event_type": "purchase", "ts": NOW + self.n,
+               "order_id": f"o-{self.n}", "total": 10.0, "currency": "EUR",
+               "email": encrypt_value(self.ring, subject, "email", email),
+               "phone": encrypt_value(self.ring, subject, "phone", phone),
+               "consent_version": NOW, "policy_version": "test", "purposes": ["marketing_email"],
+               "engine": "email"}
+        return orjson.dumps(out), ([new.to_json()] if new else [])
+
+    def commit(self, records: list[tuple[str, str, bytes | None]], *, abort: bool = False) -> None:
+        self.p.begin_transaction()
+        for topic, key, value in records:
+            self.p.produce(topic, value, key.encode())
+        if abort:
+            assert self.p.flush(30) == 0  # on the broker, then aborted (not just purged locally)
+            self.p.abort_transaction(30)
+        else:
+            self.p.commit_transaction(30)
+
+    def outputs(self, *people: tuple[str, str, str]) -> list[tuple[str, str, bytes | None]]:
+        recs: list[tuple[str, str, bytes | None]] = []
+        for subject, email, phone in people:
+            value, keys = self.event(subject, email, phone)
+            recs += [(self.s.topic_keys, subject, k) for k in keys]  # key first, same transaction
+            recs.append((self.topic, subject, value))
+        return recs
+
+    def notice(self, subject: str, engine: str) -> tuple[str, str, bytes]:
+        return (self.s.topic_erasures, subject, orjson.dumps({
+            "subject_id": subject, "engine": engine, "erased_at": NOW, "consent_version": NOW,
+            "policy_version": "test", "pseudonymized": False}))
+
+
+def sdk(settings: Settings, group: str, **kw) -> EngineConsumer:
+    kw.setdefault("on_erasure", lambda s: None)
+    return EngineConsumer.from_settings(settings, "email", group, keys_catchup_timeout_s=20.0, **kw)
+
+
+def drain(c: EngineConsumer, n: int, timeout: float = 20.0) -> list[dict]:
+    """Exactly ``n`` events (a bounded wait for them), then a short look for more."""
+    got: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        got += list(c.iter(max_records=n - len(got), timeout=1.0))
+    got += list(c.iter(timeout=1.0))
+    return got
+
+
+@pytest.fixture
+def settings(kafka_settings: Settings) -> Settings:
+    kek = new_kek_text()
+    s = kafka_settings.model_copy(update={"kek": kek})
+    create_topics(s, [e.topic for e in policy_for_topics(s).engines])
+    return s
+
+
+def test_keys_topic_is_created_compacted_and_checked(settings: Settings) -> None:
+    assert check_topics(settings, [e.topic for e in policy_for_topics(settings).engines]) == []
+    wrong = settings.model_copy(update={"keys_delete_retention_ms": 5})
+    problems = check_topics(wrong, [e.topic for e in policy_for_topics(wrong).engines])
+    assert problems == [f"topic {settings.topic_keys!r}: delete.retention.ms is '86400000', expected '5'"]
+
+
+def test_sdk_decrypts_forgets_and_shreds(settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    kek = Kek.from_text(settings.kek)
+    w = World(settings, kek)
+    people = [("alice", "alice@example.com", "+49 30 1111111"), ("bob", "bob@example.com", "+49 30 2222222")]
+    w.commit(w.outputs(*people))
+    w.commit(w.outputs(("carol", "carol@aborted.example", "+49 30 3333333")), abort=True)
+
+    # -- the example engine: decrypted profiles, then an erasure deletes one
+    example = load_example()
+    engine = example.ProfileEngine(tmp_path / "profiles.sqlite")
+    erased: list[str] = []
+
+    def forget(subject: str) -> None:
+        erased.append(subject)
+        engine.forget(subject)
+
+    c1 = sdk(settings, settings.group_id + "-example", on_erasure=forget)
+    assert engine.run(c1, max_records=2, timeout=20.0) == 2
+    assert engine.profile("alice")["email"] == "alice@example.com"
+    assert engine.profile("bob")["phone"] == "+49 30 2222222"
+    assert c1.stats["decrypted"] == 4 and c1.stats["unreadable"] == 0
+    assert engine.run(c1, timeout=2.0) == 0  # past the transaction markers too
+    assert engine.profile("carol") is None  # aborted: read_committed never shows it
+    assert c1.lag() == {0: 0, 1: 0, 2: 0}
+
+    w.commit([w.notice("alice", "offers"), w.notice("alice", "email")])
+    assert engine.run(c1, timeout=3.0) == 0
+    assert erased == ["alice"]  # only the notice addressed to this engine
+    assert engine.profile("alice") is None and engine.profile("bob") is not None
+
+    # -- shredding: a tombstone on the keys topic; a copy of alice's record is still retained
+    w.commit([(settings.topic_keys, "alice", None)])
+    c1.close()
+
+    # -- read everything again from offset 0, new group
+    c2 = sdk(settings, settings.group_id + "-replay")
+    events = {e["subject_id"]: e for e in drain(c2, 2)}
+    assert set(events) == {"alice", "bob"}
+    assert "email" not in events["alice"] and "phone" not in events["alice"]
+    assert events["alice"]["order_id"]  # the rest of the record is still there
+    assert events["bob"]["email"] == "bob@example.com" and events["bob"]["phone"] == "+49 30 2222222"
+    assert c2.stats["unreadable"] == 2 and c2.stats["decrypted"] == 2
+    c2.close()
+
+    # -- strict: the same read raises KeyMissingError for alice
+    c3 = sdk(settings, settings.group_id + "-strict", strict=True)
+    with pytest.raises(KeyMissingError):
+        drain(c3, 2)
+    c3.close()
+
+    # -- wrong KEK: a clear error, never garbage
+    c4 = sdk(settings, settings.group_id + "-wrong", kek=Kek.from_text(new_kek_text()))
+    with pytest.raises(WrongKeyError, match="wrapped by KEK"):
+        drain(c4, 1)
+    c4.close()
+
+    # -- no KEK: envelopes stay envelopes
+    c5 = sdk(settings, settings.group_id + "-nokek", kek=None)
+    raw = {e["subject_id"]: e for e in drain(c5, 2)}
+    assert is_envelope(raw["bob"]["email"]) and is_envelope(raw["alice"]["phone"])
+    c5.close()
+
+    # G6: nothing personal nor secret in the logs, at DEBUG
+    text = caplog.text
+    secrets_ = [p for person in people for p in person[1:]] + ["carol@aborted.example", settings.kek]
+    raw_kek = base64.urlsafe_b64decode(settings.kek + "=" * (-len(settings.kek) % 4))
+    secrets_ += [raw_kek.hex(), base64.b64encode(raw_kek).decode()]
+    for rec in w.key_records:
+        data_key = kek.unwrap(rec.subject_id, rec.key_version, rec.wrapped_key)
+        secrets_ += [base64.urlsafe_b64encode(rec.wrapped_key).rstrip(b"=").decode(), data_key.hex(),
+                     base64.urlsafe_b64encode(data_key).rstrip(b"=").decode(), base64.b64encode(data_key).decode()]
+    assert len(secrets_) > 12
+    for s in secrets_:
+        assert s not in text
+
+
+def test_running_consumer_loses_the_key_when_the_tombstone_arrives(settings: Settings) -> None:
+    kek = Kek.from_text(settings.kek)
+    w = World(settings, kek)
+    w.commit(w.outputs(("dora", "dora@example.com", "+1 555 0100"), ("emil", "emil@example.com", "+1 555 0101")))
+    c = sdk(settings, settings.group_id + "-live")
+    first = {e["subject_id"]: e for e in drain(c, 2)}
+    assert first["dora"]["email"] == "dora@example.com"
+    # a copy of dora's output produced (retained) after her key was shredded
+    w.commit([(settings.topic_keys, "dora", None)])
+    late = w.outputs(("dora", "dora2@example.com", "+1 555 0102"), ("emil", "emil2@example.com", "+1 555 0103"))
+    w.commit([r for r in late if r[0] != settings.topic_keys])  # the key record is not re-sent
+    assert sum(c.lag().values()) >= 2
+    second = {e["subject_id"]: e for e in drain(c, 2)}
+    assert "email" not in second["dora"]
+    assert second["emil"]["email"] == "emil2@example.com"
+    assert c.stats["key_tombstones"] == 1
+    c.close()
+
+
+def test_notice_without_hook_is_an_error(settings: Settings) -> None:
+    w = World(settings, Kek.from_text(settings.kek))
+    w.commit([w.notice("fred", "email")])
+    c = EngineConsumer.from_settings(settings, "email", settings.group_id + "-nohook")
+    with pytest.raises(ErasureUnhandled):
+        for _ in range(20):
+            c.poll(1.0)
+    c.close()
