@@ -212,7 +212,7 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
-    @field_validator("kafka_bootstrap_servers", "schema_registry_url", mode="before")
+    @field_validator("kafka_bootstrap_servers", "schema_registry_url", "kek", "kek_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
         return None if v == "" else v

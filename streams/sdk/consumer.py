@@ -119,6 +119,7 @@ class EngineConsumer:
         strict: bool = False,
         config: dict[str, Any] | None = None,
         keys_catchup_timeout_s: float = KEYS_CATCHUP_TIMEOUT_S,
+        start: str = "earliest",
     ) -> None:
         self.engine = engine
         self.topic = topic or f"{topic_prefix}{engine}"
@@ -133,12 +134,16 @@ class EngineConsumer:
                                       "undecodable": 0, "keys": 0, "key_tombstones": 0}
         #: (topic, partition, offset) of the last record returned by poll()
         self.last: tuple[str, int, int] | None = None
+        #: dotted paths of the fields dropped from the last event (key shredded)
+        self.last_unreadable: list[str] = []
         base = {"bootstrap.servers": bootstrap, "isolation.level": "read_committed",
                 **(config or {})}
         self._consumer = Consumer({
             **base,
             "group.id": group,
-            "auto.offset.reset": "earliest",
+            # where a group without committed offsets starts: "earliest" (an engine must not
+            # miss records) or "latest" (a live view such as `pfilter tail`)
+            "auto.offset.reset": start,
             # the engine commits (commit()) after it stored the records' effect: at least once
             "enable.auto.commit": False,
         })
@@ -272,6 +277,7 @@ class EngineConsumer:
                         raise
                     del obj[name]
                     self.stats["unreadable"] += 1
+                    self.last_unreadable.append(path)
 
     def _decrypt_one(self, subject: str, path: str, envelope: str | bytes, fetched_at: float) -> Any:
         assert self.ring is not None
@@ -349,6 +355,7 @@ class EngineConsumer:
                         msg.topic(), msg.partition(), msg.offset(), exc.error_class)
             self.stats["undecodable"] += 1
             return None
+        self.last_unreadable = []
         if self.ring is not None:
             self._decrypt(event, fetched_at)
         self.stats["events"] += 1

@@ -15,21 +15,18 @@ import sys
 import time
 from pathlib import Path
 
-import orjson
 import pytest
-from confluent_kafka import Producer
 
 from streams.config import Settings
-from streams.crypto import Kek, KeyMissingError, KeyRing, WrongKeyError, encrypt_value, is_envelope, new_kek_text
+from streams.crypto import Kek, KeyMissingError, WrongKeyError, is_envelope, new_kek_text
 from streams.kafka.admin import check_topics, create_topics
-from streams.kafka.clients import producer_config
 from streams.sdk import EngineConsumer, ErasureUnhandled
 from streams.wiring import policy_for_topics
+from tests.integration.crypto_kit import World
 
 pytestmark = pytest.mark.kafka
 
 ROOT = Path(__file__).resolve().parents[2]
-NOW = 1_767_225_600_000
 
 
 def load_example():
@@ -38,61 +35,6 @@ def load_example():
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod
-
-
-def engine_topic(settings: Settings, engine: str) -> str:
-    return {e.name: e.topic for e in policy_for_topics(settings).engines}[engine]
-
-
-class World:
-    """Produces what the filter would: keys and outputs in one transaction, notices, tombstones."""
-
-    def __init__(self, settings: Settings, kek: Kek) -> None:
-        self.s = settings
-        self.topic = engine_topic(settings, "email")
-        self.ring = KeyRing(kek)
-        self.p = Producer(producer_config(settings, **{"linger.ms": 0,
-                                                        "transactional.id": f"{settings.group_id}.tx"}))
-        self.p.init_transactions(30)
-        self.n = 0
-        self.key_records: list = []
-
-    def event(self, subject: str, email: str, phone: str) -> tuple[bytes, list[bytes]]:
-        """An `email` engine output for ``subject`` (plus its key record if new)."""
-        self.n += 1
-        new = self.ring.ensure(subject, NOW)
-        if new is not None:
-            self.key_records.append(new)
-        out = {"event_id": f"e-{self.n}", "subject_id": subject, "event_type": "purchase", "ts": NOW + self.n,
-               "order_id": f"o-{self.n}", "total": 10.0, "currency": "EUR",
-               "email": encrypt_value(self.ring, subject, "email", email),
-               "phone": encrypt_value(self.ring, subject, "phone", phone),
-               "consent_version": NOW, "policy_version": "test", "purposes": ["marketing_email"],
-               "engine": "email"}
-        return orjson.dumps(out), ([new.to_json()] if new else [])
-
-    def commit(self, records: list[tuple[str, str, bytes | None]], *, abort: bool = False) -> None:
-        self.p.begin_transaction()
-        for topic, key, value in records:
-            self.p.produce(topic, value, key.encode())
-        if abort:
-            assert self.p.flush(30) == 0  # on the broker, then aborted (not just purged locally)
-            self.p.abort_transaction(30)
-        else:
-            self.p.commit_transaction(30)
-
-    def outputs(self, *people: tuple[str, str, str]) -> list[tuple[str, str, bytes | None]]:
-        recs: list[tuple[str, str, bytes | None]] = []
-        for subject, email, phone in people:
-            value, keys = self.event(subject, email, phone)
-            recs += [(self.s.topic_keys, subject, k) for k in keys]  # key first, same transaction
-            recs.append((self.topic, subject, value))
-        return recs
-
-    def notice(self, subject: str, engine: str) -> tuple[str, str, bytes]:
-        return (self.s.topic_erasures, subject, orjson.dumps({
-            "subject_id": subject, "engine": engine, "erased_at": NOW, "consent_version": NOW,
-            "policy_version": "test", "pseudonymized": False}))
 
 
 def sdk(settings: Settings, group: str, **kw) -> EngineConsumer:
