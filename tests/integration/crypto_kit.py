@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import orjson
 from confluent_kafka import Producer
 
 from streams.config import Settings
 from streams.crypto import Kek, KeyRing, encrypt_value
+from streams.engine.codecs import get_codec
 from streams.kafka.clients import producer_config
 from streams.wiring import policy_for_topics
 
@@ -42,7 +42,11 @@ class World:
                "phone": encrypt_value(self.ring, subject, "phone", phone),
                "consent_version": NOW, "policy_version": "test", "purposes": ["marketing_email"],
                "engine": "email"}
-        return orjson.dumps(out), ([new.to_json()] if new else [])
+        return self._encode("filtered_event", out), ([new.to_json()] if new else [])
+
+    def _encode(self, kind: str, obj: dict) -> bytes:
+        """In the output format of the settings (the key records are JSON either way)."""
+        return get_codec(kind, self.s.format_output).encode(obj)
 
     def commit(self, records: list[tuple[str, str, bytes | None]], *, abort: bool = False) -> None:
         self.p.begin_transaction()
@@ -63,7 +67,7 @@ class World:
         return recs
 
     def notice(self, subject: str, engine: str) -> tuple[str, str, bytes]:
-        return (self.s.topic_erasures, subject, orjson.dumps({
+        return (self.s.topic_erasures, subject, self._encode("erasure_notice", {
             "subject_id": subject, "engine": engine, "erased_at": NOW, "consent_version": NOW,
             "policy_version": "test", "pseudonymized": False}))
 

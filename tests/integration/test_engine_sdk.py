@@ -171,3 +171,18 @@ def test_notice_without_hook_is_an_error(settings: Settings) -> None:
         for _ in range(20):
             c.poll(1.0)
     c.close()
+
+
+def test_avro_outputs_decode_and_decrypt(settings: Settings) -> None:
+    s = settings.model_copy(update={"format_output": "avro"})
+    w = World(s, Kek.from_text(s.kek))
+    w.commit(w.outputs(("ida", "ida@example.com", "+31 20 555 0100")) + [w.notice("ida", "email")])
+    erased: list[str] = []
+    c = sdk(s, s.group_id + "-avro", on_erasure=erased.append)
+    (event,) = drain(c, 1)
+    deadline = time.monotonic() + 20
+    while not erased and time.monotonic() < deadline:  # the notice is on another topic: wait for it, bounded
+        c.poll(0.5)
+    assert event["email"] == "ida@example.com" and event["phone"] == "+31 20 555 0100"
+    assert event["order_id"] and erased == ["ida"]
+    c.close()
