@@ -57,7 +57,16 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from streams.crypto import (
     EnvelopeError,
@@ -66,6 +75,7 @@ from streams.crypto import (
     KeyRecordError,
     KeyRing,
     decrypt_value,
+    envelope_version,
     is_envelope,
 )
 from streams.engine.codecs import DecodeError, decode_key, get_codec
@@ -78,6 +88,9 @@ log = logging.getLogger("streams.sdk")
 KEYS_CATCHUP_TIMEOUT_S = 10.0
 #: Records fetched per consume() call from the keys topic while catching up.
 _KEYS_BATCH = 500
+#: Shredded (subject, key version) pairs remembered so that their records need no
+#: keys-topic read each; ~100 B each, cleared when full (then re-learnt, one read each).
+_GONE_MAX = 100_000
 #: Admin-ish calls (watermarks, committed offsets): a broker that does not answer
 #: within this is an outage the caller should see.
 _META_TIMEOUT_S = 10.0
@@ -131,7 +144,7 @@ class EngineConsumer:
         self._events = get_codec("filtered_event", fmt, registry_url=registry_url)
         self._notices = get_codec("erasure_notice", fmt, registry_url=registry_url)
         self.stats: dict[str, int] = {"events": 0, "erasures": 0, "decrypted": 0, "unreadable": 0,
-                                      "undecodable": 0, "keys": 0, "key_tombstones": 0}
+                                      "undecodable": 0, "keys": 0, "key_tombstones": 0, "key_reads": 0}
         #: (topic, partition, offset) of the last record returned by poll()
         self.last: tuple[str, int, int] | None = None
         #: dotted paths of the fields dropped from the last event (key shredded)
@@ -148,10 +161,14 @@ class EngineConsumer:
             "enable.auto.commit": False,
         })
         self._consumer.subscribe([self.topic, self.erasures_topic])
+        # End offsets come from an admin client: on the consumers' own connections a
+        # ListOffsets request waits behind the long-poll fetch (~0.5 s per partition).
+        self._admin = AdminClient({k: v for k, v in base.items() if k != "isolation.level"})
         kek_obj = _as_kek(kek)
         self.ring: KeyRing | None = KeyRing(kek_obj) if kek_obj is not None else None
         self._keys: Consumer | None = None
         self._keys_read_at = -1.0  # monotonic time the last full read of the keys topic started
+        self._gone: set[tuple[str, int]] = set()  # (subject, key version) known to be shredded
         if self.ring is not None:
             self._keys = Consumer({
                 **base,
@@ -199,11 +216,13 @@ class EngineConsumer:
             return
         value = msg.value()
         try:
-            self.ring.add_record(subject, value)
+            rec = self.ring.add_record(subject, value)
         except KeyRecordError as exc:
             log.warning("skipping bad key record: partition=%d offset=%d problem=%s",
                         msg.partition(), msg.offset(), exc)
             return
+        if rec is not None:
+            self._gone.discard((subject, rec.key_version))
         self.stats["key_tombstones" if value is None else "keys"] += 1
 
     def _drain_keys(self) -> None:
@@ -224,11 +243,7 @@ class EngineConsumer:
             return True
         started = time.monotonic()
         deadline = started + (self._keys_timeout if timeout_s is None else timeout_s)
-        ends: dict[int, int] = {}
-        for p in self._keys_parts:
-            _, hi = self._keys.get_watermark_offsets(TopicPartition(self.keys_topic, p),
-                                                     timeout=_META_TIMEOUT_S, cached=False)
-            ends[p] = hi
+        ends = self._stable_ends(self.keys_topic, self._keys_parts)
         pending = set(self._keys_parts)
         while pending:
             positions = self._keys.position([TopicPartition(self.keys_topic, p) for p in pending])
@@ -252,7 +267,19 @@ class EngineConsumer:
                 else:
                     raise SdkError(f"reading the keys topic failed: {err.str()}")
         self._keys_read_at = started
+        self.stats["key_reads"] += 1
         return True
+
+    def _stable_ends(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        """Last stable offset per partition: the end a read_committed reader can reach
+        (an open transaction beyond it must not make a catch-up wait)."""
+        futures = self._admin.list_offsets(
+            {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions},
+            isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=_META_TIMEOUT_S)
+        try:
+            return {tp.partition: f.result().offset for tp, f in futures.items()}
+        except KafkaException as exc:
+            raise SdkError(f"cannot read the end offsets of {topic!r}: {exc.args[0].str()}") from None
 
     # ---------------------------------------------------------------- decryption
     def _decrypt(self, event: dict[str, Any], fetched_at: float) -> None:
@@ -284,10 +311,22 @@ class EngineConsumer:
         try:
             return decrypt_value(self.ring, subject, path, envelope)
         except KeyMissingError:
-            if self._keys_read_at >= fetched_at:
-                raise  # the keys topic was read to its end after this record was fetched
-            self.sync_keys()
-            return decrypt_value(self.ring, subject, path, envelope)
+            gone = (subject, envelope_version(envelope))
+            if gone in self._gone:
+                raise
+            # Read the keys topic to its end unless that was done after this record
+            # was fetched. A key version still missing then is gone for good (a key
+            # is committed with the first record that uses it), so later records
+            # under it skip the read: a replay of a shredded subject stays cheap.
+            if self._keys_read_at < fetched_at and not self.sync_keys():
+                raise
+            try:
+                return decrypt_value(self.ring, subject, path, envelope)
+            except KeyMissingError:
+                if len(self._gone) >= _GONE_MAX:
+                    self._gone.clear()
+                self._gone.add(gone)
+                raise
 
     # ---------------------------------------------------------------- records
     def _notice(self, msg: Message) -> None:
@@ -381,22 +420,22 @@ class EngineConsumer:
                 raise
 
     def lag(self) -> dict[int, int]:
-        """Records not yet consumed, per partition of the engine topic assigned to this consumer."""
-        out: dict[int, int] = {}
+        """Committed records not yet consumed, per partition of the engine topic assigned here
+        (last stable offset minus position; transaction markers count as records)."""
         parts = [tp for tp in self._consumer.assignment() if tp.topic == self.topic]
         if not parts:
-            return out
+            return {}
+        ends = self._stable_ends(self.topic, [tp.partition for tp in parts])
         positions = {tp.partition: tp.offset for tp in self._consumer.position(parts)}
-        committed = {tp.partition: tp.offset for tp in self._consumer.committed(parts, timeout=_META_TIMEOUT_S)}
-        for tp in parts:
-            lo, hi = self._consumer.get_watermark_offsets(tp, timeout=_META_TIMEOUT_S, cached=False)
-            pos = positions.get(tp.partition, -1)
-            if pos < 0:
-                pos = committed.get(tp.partition, -1)
-            if pos < 0:
-                pos = lo
-            out[tp.partition] = max(0, hi - pos)
-        return out
+        unknown = [tp for tp in parts if positions.get(tp.partition, -1) < 0]
+        if unknown:  # nothing fetched yet here: the group's committed offset, else the start
+            for tp in self._consumer.committed(unknown, timeout=_META_TIMEOUT_S):
+                if tp.offset >= 0:
+                    positions[tp.partition] = tp.offset
+                else:
+                    lo, _ = self._consumer.get_watermark_offsets(tp, timeout=_META_TIMEOUT_S, cached=False)
+                    positions[tp.partition] = lo
+        return {p: max(0, ends[p] - positions[p]) for p in sorted(ends)}
 
     def close(self) -> None:
         for c in (self._consumer, self._keys):
