@@ -14,10 +14,9 @@ from streams.engine.codecs import KINDS, SCHEMAS_DIR, get_codec, load_schema, pa
 
 #: Schemas in schemas/ that no codec kind serves: the key record is JSON, written and
 #: parsed by streams/crypto/keys.py; data_key.avsc is its Avro form for registries
-#: (tests/unit/test_crypto.py validates its example against it).
+#: (its example is schemas/examples/keys/, checked by tests/unit/test_crypto.py).
 NON_CODEC_KINDS = ("data_key",)
-EXAMPLES = sorted(p for p in (SCHEMAS_DIR / "examples").glob("*.json")
-                  if p.name.split(".", 1)[0] not in NON_CODEC_KINDS)
+EXAMPLES = sorted((SCHEMAS_DIR / "examples").glob("*.json"))
 NULLABLE_STRING = ["null", "string"]
 
 
