@@ -36,6 +36,13 @@ What it does for the engine, so no team has to get it right alone:
   :class:`~streams.crypto.WrongKeyError`: never garbage. Without a KEK,
   envelopes are left in the dict as they are.
 
+A key tombstone takes effect when the SDK has read it: every :meth:`poll`
+applies what the keys consumer fetched in the background (typically within
+a fetch round trip), and :meth:`sync_keys` reads the keys topic to its end
+on demand. A running engine may therefore still decrypt, for a moment, a
+record it reads right after the erasure. Before its first event the SDK reads
+the keys topic to its end, so a process started after the tombstone never can.
+
 A missing key is looked up again only if the keys topic has not been read to
 its end since the record was fetched. The filter writes a new subject's key in
 the same transaction as the first output that uses it, so a key that is
@@ -134,6 +141,7 @@ class EngineConsumer:
         keys_catchup_timeout_s: float = KEYS_CATCHUP_TIMEOUT_S,
         start: str = "earliest",
     ) -> None:
+        kek_obj = _as_kek(kek)  # a bad KEK fails before any client exists
         self.engine = engine
         self.topic = topic or f"{topic_prefix}{engine}"
         self.erasures_topic = erasures_topic
@@ -164,11 +172,11 @@ class EngineConsumer:
         # End offsets come from an admin client: on the consumers' own connections a
         # ListOffsets request waits behind the long-poll fetch (~0.5 s per partition).
         self._admin = AdminClient({k: v for k, v in base.items() if k != "isolation.level"})
-        kek_obj = _as_kek(kek)
         self.ring: KeyRing | None = KeyRing(kek_obj) if kek_obj is not None else None
         self._keys: Consumer | None = None
         self._keys_read_at = -1.0  # monotonic time the last full read of the keys topic started
         self._gone: set[tuple[str, int]] = set()  # (subject, key version) known to be shredded
+        self._first_read_tried = False
         if self.ring is not None:
             self._keys = Consumer({
                 **base,
@@ -359,6 +367,11 @@ class EngineConsumer:
 
         Erasure notices met on the way call ``on_erasure`` and are not returned."""
         deadline = time.monotonic() + timeout
+        if self._keys is not None and not self._first_read_tried:
+            self._first_read_tried = True
+            # before the first event: every key and tombstone written so far, so a process
+            # started after an erasure never decrypts that subject (bounded by the catch-up timeout)
+            self.sync_keys()
         while True:
             left = max(0.0, deadline - time.monotonic())
             msg = self._consumer.poll(left)
