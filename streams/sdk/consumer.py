@@ -46,7 +46,10 @@ the keys topic to its end, so a process started after the tombstone never can.
 A missing key is looked up again only if the keys topic has not been read to
 its end since the record was fetched. The filter writes a new subject's key in
 the same transaction as the first output that uses it, so a key that is
-missing after such a read is really gone.
+missing after such a read (to the high watermark, waiting for the transaction's
+markers: ``sync_keys(settle=True)``) is really gone; that key version is then
+remembered as gone, so a replay of a shredded subject costs one read, not one
+per record.
 
 Bounded by design: :meth:`poll` waits at most ``timeout``; :meth:`iter` stops
 after ``max_records`` or after one ``timeout`` without a record. Offsets are
@@ -101,6 +104,12 @@ _GONE_MAX = 100_000
 #: Admin-ish calls (watermarks, committed offsets): a broker that does not answer
 #: within this is an outage the caller should see.
 _META_TIMEOUT_S = 10.0
+#: Errors of a leader moving or a topic just created (not always flagged retriable).
+_TRANSIENT = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                        KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.REQUEST_TIMED_OUT,
+                        KafkaError._TRANSPORT, KafkaError._TIMED_OUT})
+#: Pause between retries of a retriable metadata error (a leader election takes ~100s of ms).
+_META_RETRY_S = 0.1
 
 
 class SdkError(PFilterError):
@@ -174,7 +183,8 @@ class EngineConsumer:
         self._admin = AdminClient({k: v for k, v in base.items() if k != "isolation.level"})
         self.ring: KeyRing | None = KeyRing(kek_obj) if kek_obj is not None else None
         self._keys: Consumer | None = None
-        self._keys_read_at = -1.0  # monotonic time the last full read of the keys topic started
+        # monotonic time the last settled read (to the high watermark) of the keys topic started
+        self._keys_settled_at = -1.0
         self._gone: set[tuple[str, int]] = set()  # (subject, key version) known to be shredded
         self._first_read_tried = False
         if self.ring is not None:
@@ -245,13 +255,20 @@ class EngineConsumer:
             if len(msgs) < _KEYS_BATCH:
                 return
 
-    def sync_keys(self, timeout_s: float | None = None) -> bool:
-        """Read the keys topic to its current end (bounded); True when the end was reached."""
+    def sync_keys(self, timeout_s: float | None = None, *, settle: bool = False) -> bool:
+        """Read the keys topic to its current end (bounded); True when the end was reached.
+
+        The end is the last stable offset: everything committed so far. With
+        ``settle``, it is the high watermark: every key record written so far,
+        waiting for the transactions it belongs to to be decided. That is the
+        read a missing key needs: a transaction's commit markers reach its
+        partitions one by one, so an output can be readable a moment before the
+        key record committed with it."""
         if self._keys is None:
             return True
         started = time.monotonic()
         deadline = started + (self._keys_timeout if timeout_s is None else timeout_s)
-        ends = self._stable_ends(self.keys_topic, self._keys_parts)
+        ends = self._ends(self.keys_topic, self._keys_parts, committed=not settle)
         pending = set(self._keys_parts)
         while pending:
             positions = self._keys.position([TopicPartition(self.keys_topic, p) for p in pending])
@@ -270,24 +287,35 @@ class EngineConsumer:
                 if err is None:
                     self._apply_key(m)
                 elif err.code() == KafkaError._PARTITION_EOF:
-                    # read_committed stops at the last stable offset: that is the end we can read
-                    pending.discard(m.partition())
+                    # an EOF queued before this read began may name an older end: only one at
+                    # or past the end taken above counts
+                    if m.offset() >= ends.get(m.partition(), 0):
+                        pending.discard(m.partition())
                 else:
                     raise SdkError(f"reading the keys topic failed: {err.str()}")
-        self._keys_read_at = started
+        if settle:
+            self._keys_settled_at = started
         self.stats["key_reads"] += 1
         return True
 
-    def _stable_ends(self, topic: str, partitions: list[int]) -> dict[int, int]:
-        """Last stable offset per partition: the end a read_committed reader can reach
-        (an open transaction beyond it must not make a catch-up wait)."""
-        futures = self._admin.list_offsets(
-            {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions},
-            isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=_META_TIMEOUT_S)
-        try:
-            return {tp.partition: f.result().offset for tp, f in futures.items()}
-        except KafkaException as exc:
-            raise SdkError(f"cannot read the end offsets of {topic!r}: {exc.args[0].str()}") from None
+    def _ends(self, topic: str, partitions: list[int], *, committed: bool = True) -> dict[int, int]:
+        """End offset per partition: the last stable offset (``committed``: what a
+        read_committed reader can reach now) or the high watermark."""
+        level = IsolationLevel.READ_COMMITTED if committed else IsolationLevel.READ_UNCOMMITTED
+        deadline = time.monotonic() + _META_TIMEOUT_S
+        while True:
+            futures = self._admin.list_offsets(
+                {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions},
+                isolation_level=level, request_timeout=_META_TIMEOUT_S)
+            try:
+                return {tp.partition: f.result().offset for tp, f in futures.items()}
+            except KafkaException as exc:
+                err = exc.args[0]
+            # a leader moving or a topic just created answers NOT_LEADER for a moment: retry
+            transient = err.retriable() or err.code() in _TRANSIENT
+            if not transient or time.monotonic() >= deadline:
+                raise SdkError(f"cannot read the end offsets of {topic!r}: {err.str()}")
+            time.sleep(_META_RETRY_S)
 
     # ---------------------------------------------------------------- decryption
     def _decrypt(self, event: dict[str, Any], fetched_at: float) -> None:
@@ -326,8 +354,8 @@ class EngineConsumer:
             # was fetched. A key version still missing then is gone for good (a key
             # is committed with the first record that uses it), so later records
             # under it skip the read: a replay of a shredded subject stays cheap.
-            if self._keys_read_at < fetched_at and not self.sync_keys():
-                raise
+            if self._keys_settled_at < fetched_at and not self.sync_keys(settle=True):
+                raise  # not read to the end: missing for now, not known to be gone
             try:
                 return decrypt_value(self.ring, subject, path, envelope)
             except KeyMissingError:
@@ -438,7 +466,7 @@ class EngineConsumer:
         parts = [tp for tp in self._consumer.assignment() if tp.topic == self.topic]
         if not parts:
             return {}
-        ends = self._stable_ends(self.topic, [tp.partition for tp in parts])
+        ends = self._ends(self.topic, [tp.partition for tp in parts])
         positions = {tp.partition: tp.offset for tp in self._consumer.position(parts)}
         unknown = [tp for tp in parts if positions.get(tp.partition, -1) < 0]
         if unknown:  # nothing fetched yet here: the group's committed offset, else the start

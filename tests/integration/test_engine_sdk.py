@@ -155,7 +155,7 @@ def test_running_consumer_loses_the_key_when_the_tombstone_arrives(settings: Set
     w.commit([(settings.topic_keys, "dora", None)])
     # the SDK applies keys-topic records as its background fetch brings them; reading to the end
     # makes "the tombstone has been seen" a fact here instead of a race with the next records
-    assert c.sync_keys() and c.stats["key_tombstones"] == 1
+    assert c.sync_keys(settle=True) and c.stats["key_tombstones"] == 1
     late = w.outputs(("dora", "dora2@example.com", "+1 555 0102"), ("emil", "emil2@example.com", "+1 555 0103"))
     w.commit([r for r in late if r[0] != settings.topic_keys])  # the key record is not re-sent
     assert sum(c.lag().values()) >= 2
@@ -202,4 +202,21 @@ def test_replaying_a_shredded_subject_reads_the_keys_topic_once(settings: Settin
     assert len(events) == 7 and c.stats["unreadable"] == 12 and c.stats["decrypted"] == 2
     # one read finds kim's key, at most one more learns that jon's key is gone: not one per record
     assert c.stats["key_reads"] <= 2
+    c.close()
+
+
+def test_settled_key_read_waits_for_an_undecided_transaction(settings: Settings) -> None:
+    """A transaction's markers reach its partitions one by one: a missing key is looked up
+    to the high watermark, so a key whose marker is late is waited for, not declared gone."""
+    w = World(settings, Kek.from_text(settings.kek))
+    c = sdk(settings, settings.group_id + "-settle")
+    assert c.poll(0.5) is None  # first read of the (empty) keys topic done
+    _, keys = w.event("lena", "lena@example.com", "+1 555 0111")
+    w.p.begin_transaction()
+    w.p.produce(settings.topic_keys, keys[0], b"lena")
+    assert w.p.flush(30) == 0  # written, transaction still open
+    assert c.sync_keys(timeout_s=5) and "lena" not in c.ring  # the committed end: not yet there
+    assert not c.sync_keys(timeout_s=1, settle=True)  # the written end: waits, bounded
+    w.p.commit_transaction(30)
+    assert c.sync_keys(settle=True) and "lena" in c.ring
     c.close()
