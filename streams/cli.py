@@ -54,6 +54,7 @@ _LAZY = {
     "report": "streams.commands.report:report",
     "bench": "streams.commands.bench:bench",
     "loadgen": "streams.commands.loadgen:loadgen",
+    "tail": "streams.commands.tail:tail",
 }
 
 

@@ -141,6 +141,14 @@ class Settings(BaseSettings):
     topic_decisions: str = Field(default="personalization.decisions", description="Decision (audit) log.")
     topic_erasures: str = Field(default="personalization.erasures", description="Erasure notices.")
     topic_dlq: str = Field(default="personalization.dlq", description="Dead-letter queue for bad input.")
+    topic_notices: str = Field(
+        default="personalization.notices",
+        description="Consent notices (re-confirm before a grant expires, expired).",
+    )
+    topic_keys: str = Field(
+        default="personalization.keys",
+        description="Compacted per-subject wrapped data keys of encrypted fields; a tombstone shreds.",
+    )
     partitions: int = Field(default=6, ge=1, le=10000, description="Partitions of every topic created.")
     replication_factor: int = Field(default=1, ge=1, le=32, description="Replication factor of topics created.")
     consent_min_compaction_lag_ms: int = Field(
@@ -161,6 +169,25 @@ class Settings(BaseSettings):
         default=600_000, ge=1,
         description="`segment.ms` of the consent topic: the active segment is never compacted, "
         "so it must roll for the compaction deadline to hold.",
+    )
+    keys_min_compaction_lag_ms: int = Field(
+        default=0, ge=0,
+        description="`min.compaction.lag.ms` of the keys topic. 0: only a tombstone supersedes a "
+        "live key, so any lag would only keep a shredded key on disk longer.",
+    )
+    keys_max_compaction_lag_ms: int = Field(
+        default=3_600_000, ge=1,
+        description="`max.compaction.lag.ms` of the keys topic: bounds how long a shredded key's "
+        "record stays on disk after its tombstone (plus `segment.ms`).",
+    )
+    keys_delete_retention_ms: int = Field(
+        default=86_400_000, ge=0,
+        description="`delete.retention.ms` of the keys topic: how long a key tombstone stays "
+        "readable, so an engine SDK lagging up to this long still drops the key it cached.",
+    )
+    keys_segment_ms: int = Field(
+        default=600_000, ge=1,
+        description="`segment.ms` of the keys topic: the active segment is never compacted.",
     )
     format_clickstream: Format = Field(default="json", description="Value format of the click topic.")
     format_purchases: Format = Field(default="json", description="Value format of the purchase topic.")
@@ -183,9 +210,14 @@ class Settings(BaseSettings):
     )
     kek: str | None = Field(
         default=None, repr=False, json_schema_extra=SECRET,
-        description="Key-encryption key (at least 32 bytes). Secret: masked, never logged.",
+        description="Key-encryption key (32 bytes, base64url or hex) that wraps the per-subject data "
+        "keys of encrypted fields. Never logged. Required when the policy encrypts, and for the "
+        "engine SDK / `pfilter tail --decrypt` to read encrypted fields.",
     )
-    kek_file: Path | None = Field(default=None, description="File holding the KEK, instead of PFILTER_KEK.")
+    kek_file: Path | None = Field(
+        default=None,
+        description="File holding the key-encryption key (its text, or 32 raw bytes), instead of PFILTER_KEK.",
+    )
 
     # --- Production mode (streams/production.py) --------------------------
     env: Literal["development", "production"] = Field(
@@ -264,7 +296,8 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
-    @field_validator("kafka_bootstrap_servers", "schema_registry_url", "kafka_sasl_mechanism", mode="before")
+    @field_validator("kafka_bootstrap_servers", "schema_registry_url", "kafka_sasl_mechanism", "kek", "kek_file",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
         return None if v == "" else v
@@ -292,6 +325,21 @@ class Settings(BaseSettings):
         if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
             raise ValueError("PFILTER_KAFKA_SSL_CERT_FILE and PFILTER_KAFKA_SSL_KEY_FILE go together (mTLS)")
         return self
+
+
+    @field_validator("kek", mode="after")
+    @classmethod
+    def _kek_decodes(cls, v: str | None) -> str | None:
+        # a KEK that does not decode must stop start-up, not the first encrypted field
+        if v is not None:
+            from streams.crypto.keys import Kek
+            from streams.crypto.errors import KekError
+
+            try:
+                Kek.from_text(v)
+            except KekError as exc:
+                raise ValueError(str(exc)) from None
+        return v
 
     # --- derived ------------------------------------------------------------
     @property

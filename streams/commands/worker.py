@@ -23,6 +23,9 @@ def worker(c: Any, **flags: Any) -> None:
 
     s = c.settings(**flags)
     logs.setup(s.log_level)
+    from streams import production
+
+    production.enforce(s)  # PFILTER_ENV=production: unsafe settings stop the worker here, one line
     try:
         if s.runtime == "fast":
             from streams.runtime.fast import run_fast_worker

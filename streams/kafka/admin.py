@@ -4,6 +4,18 @@ The join is per partition, so the three inputs must have the same partition
 count; the consent topic must be compacted with explicit lag and retention
 settings, because they bound how long an erased subject's consent history
 stays on disk (see README, "Erasure deadline").
+
+``personalization.keys`` (CONTRACT §10) is compacted too and co-partitioned
+with consent (same partition count: the worker that owns consent partition p
+owns the keys of partition p). Its settings bound crypto-shredding:
+
+* ``min.compaction.lag.ms`` 0: a live key is only ever superseded by its
+  tombstone, so a lag would only keep a shredded key readable on disk longer;
+* ``max.compaction.lag.ms`` (1 h) + ``segment.ms`` (10 min): the deadline by
+  which the cleaner removes a shredded key's record after its tombstone;
+* ``delete.retention.ms`` (1 day): how long the tombstone itself stays, so an
+  engine SDK that lags behind by up to a day still sees it and drops the key
+  it holds in memory (an SDK that starts later never reads the key at all).
 """
 
 from __future__ import annotations
@@ -45,6 +57,22 @@ def consent_topic_config(settings: Settings) -> dict[str, str]:
     }
 
 
+def keys_topic_config(settings: Settings) -> dict[str, str]:
+    return {
+        "cleanup.policy": "compact",
+        "min.compaction.lag.ms": str(settings.keys_min_compaction_lag_ms),
+        "max.compaction.lag.ms": str(settings.keys_max_compaction_lag_ms),
+        "delete.retention.ms": str(settings.keys_delete_retention_ms),
+        "segment.ms": str(settings.keys_segment_ms),
+    }
+
+
+def compacted_topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """The compacted topics and the configs `topics check` insists on."""
+    return {settings.topic_consent: consent_topic_config(settings),
+            settings.topic_keys: keys_topic_config(settings)}
+
+
 def topic_specs(settings: Settings, engine_topics: list[str]) -> list[TopicSpec]:
     """Every topic of CONTRACT §2; inputs and outputs share the partition count."""
     p, r = settings.partitions, settings.replication_factor
@@ -58,6 +86,7 @@ def topic_specs(settings: Settings, engine_topics: list[str]) -> list[TopicSpec]
         TopicSpec(settings.topic_decisions, "decisions", p, r),
         TopicSpec(settings.topic_erasures, "erasures", p, r),
         TopicSpec(settings.topic_dlq, "dlq", p, r),
+        TopicSpec(settings.topic_keys, "keys", p, r, keys_topic_config(settings)),
     ]
     return specs
 
@@ -109,17 +138,26 @@ def check_topics(settings: Settings, engine_topics: list[str]) -> list[str]:
             f"input topics are not co-partitioned ({desc}): {', '.join(repr(t) for t in odd)} "
             "must have the same partition count as the others"
         )
-    consent = settings.topic_consent
-    if consent in md.topics:
-        res = ConfigResource(ResourceType.TOPIC, consent)
+    keys, consent = settings.topic_keys, settings.topic_consent
+    if keys in md.topics and consent in md.topics:
+        nk, nc = len(md.topics[keys].partitions), len(md.topics[consent].partitions)
+        if nk != nc:
+            problems.append(
+                f"topic {keys!r} has {nk} partitions, {consent!r} has {nc}: the keys topic must be "
+                "co-partitioned with consent (the worker owning a consent partition owns its keys)"
+            )
+    for topic, wanted in compacted_topic_configs(settings).items():
+        if topic not in md.topics:
+            continue
+        res = ConfigResource(ResourceType.TOPIC, topic)
         cfg = admin.describe_configs([res], request_timeout=ADMIN_TIMEOUT_S)[res].result()
-        for key, want in consent_topic_config(settings).items():
+        for key, want in wanted.items():
             have = cfg[key].value if key in cfg else None
             if key == "cleanup.policy":
                 if "compact" not in (have or ""):
-                    problems.append(f"topic {consent!r}: cleanup.policy is {have!r}, must include 'compact'")
+                    problems.append(f"topic {topic!r}: cleanup.policy is {have!r}, must include 'compact'")
             elif have != want:
-                problems.append(f"topic {consent!r}: {key} is {have!r}, expected {want!r}")
+                problems.append(f"topic {topic!r}: {key} is {have!r}, expected {want!r}")
     return problems
 
 

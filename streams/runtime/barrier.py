@@ -26,6 +26,8 @@ from typing import Any
 from confluent_kafka import OFFSET_END, OFFSET_INVALID, Consumer, KafkaError, TopicPartition
 
 from streams import metrics
+from streams.config import Settings
+from streams.kafka.clients import plain_consumer_config
 from streams.logs import kv
 
 log = logging.getLogger(__name__)
@@ -43,19 +45,15 @@ READ_TIMEOUT_S = 30.0
 class ConsentSideReader:
     """Blocking Kafka calls for the barrier; run them in a thread."""
 
-    def __init__(self, bootstrap: str, topic: str, group_id: str) -> None:
-        self.topic = topic
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topic_consent
+        group_id = settings.group_id
         # Same group id as the faust app only to read its committed offsets;
         # this consumer never subscribes, so it never joins the group.
-        self._meta = Consumer({
-            "bootstrap.servers": bootstrap, "group.id": group_id,
-            "enable.auto.commit": False, "isolation.level": "read_uncommitted",
-        })
-        self._reader = Consumer({
-            "bootstrap.servers": bootstrap, "group.id": f"{group_id}.barrier",
-            "enable.auto.commit": False, "enable.partition.eof": True,
-            "isolation.level": "read_uncommitted", "fetch.wait.max.ms": 10,
-        })
+        self._meta = Consumer(plain_consumer_config(settings, group_id, **{"isolation.level": "read_uncommitted"}))
+        self._reader = Consumer(plain_consumer_config(settings, f"{group_id}.barrier", **{
+            "enable.partition.eof": True, "isolation.level": "read_uncommitted", "fetch.wait.max.ms": 10,
+        }))
 
     def ends(self, partitions: list[int]) -> dict[int, int]:
         """End offset of each consent partition, asked of the broker now: one ListOffsets

@@ -50,7 +50,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, Consum
 from streams import metrics, wiring
 from streams.config import Settings
 from streams.kafka.admin import require_copartitioned
-from streams.kafka.clients import consumer_config, output_producer_config
+from streams.kafka.clients import consumer_config, output_producer_config, plain_consumer_config
 from streams.logs import kv
 from streams.runtime.sink import produce_records, split_audit_first
 from streams.runtime.stall import StallWatch
@@ -117,26 +117,20 @@ class FastWorker:
             # a third of the session: two heartbeats may be lost before the member is
             "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 3),
         }))
-        self.consent_consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap,
-            "group.id": f"{settings.group_id}.consent-reader",  # never subscribes, never commits
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "fetch.max.bytes": 52_428_800,
-            "max.partition.fetch.bytes": 8_388_608,
-            "fetch.wait.max.ms": 10,
-        })
+        self.consent_consumer = Consumer(plain_consumer_config(
+            settings, f"{settings.group_id}.consent-reader", **{  # never subscribes, never commits
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "fetch.max.bytes": 52_428_800,
+                "max.partition.fetch.bytes": 8_388_608,
+                "fetch.wait.max.ms": 10,
+            }))
         # End offsets are asked on a connection of their own: the broker answers a
         # connection's requests in order, so on the consent consumer's connection the
         # ListOffsets request would wait behind that consumer's fetch long-poll
         # (measured: ~5 ms per batch instead of ~0.2 ms).
-        self.offsets_client = Consumer({
-            "bootstrap.servers": settings.bootstrap,
-            "group.id": f"{settings.group_id}.consent-ends",  # never subscribes, never commits
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        })
+        self.offsets_client = Consumer(plain_consumer_config(
+            settings, f"{settings.group_id}.consent-ends", **{"isolation.level": "read_committed"}))
         extra: dict[str, Any] = {}
         if self.eos:
             extra = {"transactional.id": f"{settings.group_id}.{self.instance}",

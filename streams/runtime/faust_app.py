@@ -37,6 +37,7 @@ from faust.types import TP
 
 from streams import metrics, wiring
 from streams.config import Settings, load_settings
+from streams.kafka import clients
 from streams.kafka.admin import require_copartitioned
 from streams.logs import kv
 from streams.runtime.barrier import ConsentSideReader, RevocationBarrier
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     app = faust.App(
         settings.group_id,
         broker=_broker_url(settings.bootstrap),
+        broker_credentials=clients.faust_credentials(settings),  # TLS/SASL, as every client (None: PLAINTEXT)
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         datadir=str(datadir),
         processing_guarantee="at_least_once",
@@ -154,7 +156,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     sink = Sink(settings)
     writer = filt_factory(None)  # the consent agent's engine: its store is given per batch
-    reader = ConsentSideReader(settings.bootstrap, settings.topic_consent, settings.group_id)
+    reader = ConsentSideReader(settings)
 
     def apply_ahead(records: list[tuple], store: Any) -> None:
         # Read-ahead for the barrier: state only. Erasure notices and DLQ entries

@@ -13,7 +13,7 @@ from streams import production
 from streams.config import ConfigError, Settings, load_settings
 
 PSEUDONYM = "pseudonym-secret-0123456789abcdef-XYZ"  # 37 bytes
-KEK = "kek-secret-0123456789abcdef0123456789"  # 37 bytes
+KEK = "a2VrLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVmMDEyMzQ"  # 32 bytes, base64url
 PASSWORD = "scram-password-never-shown"
 
 
@@ -106,8 +106,10 @@ def test_refuses_a_missing_kek() -> None:
 
 
 def test_refuses_a_short_kek() -> None:
-    p = only_problem(fit(kek="x" * 31))
-    assert "PFILTER_KEK" in p and "31 bytes" in p
+    """A KEK that is not 32 bytes stops the settings themselves, in any mode, without its value."""
+    with pytest.raises(ConfigError) as exc:
+        fit(kek="x" * 31)
+    assert "PFILTER_KEK" in str(exc.value) and "32 bytes" in str(exc.value) and "xxxx" not in str(exc.value)
 
 
 def test_refuses_an_unreadable_kek_file(tmp_path: Path) -> None:
