@@ -27,8 +27,11 @@ if ! apt-cache show prometheus >/dev/null 2>&1; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-chmod 755 "$tmp"  # apt downloads as user _apt where it can
-(cd "$tmp" && apt-get download -qq prometheus >/dev/null)
+# as root, apt would drop to user _apt, who cannot write into our private
+# temp dir, warn, and download as root anyway: say so up front
+sandbox=()
+[ "$(id -u)" = 0 ] && sandbox=(-o APT::Sandbox::User=root)
+(cd "$tmp" && apt-get download -qq "${sandbox[@]}" prometheus >/dev/null)
 dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
 mkdir -p "$(dirname "$DEST")"
 install -m 0755 "$tmp/x/usr/bin/promtool" "$DEST"

@@ -7,11 +7,11 @@ ACLs per principal:
 
 - ``admin``: super user (creates topics, writes ACLs);
 - ``pfilter-worker``: reads the inputs, writes the outputs (engine topics,
-  decisions, erasures, DLQ), its consumer groups and transactional ids (both
-  prefixed by the group id) and faust's internal topics (``<group>-*``);
+  decisions, erasures, DLQ), its consumer groups (``<group>``, ``<group>.*``),
+  transactional ids (``<group>.*``) and faust's internal topics (``<group>-*``);
 - ``engine-<name>`` per engine of the policy: reads only its own topic,
-  ``personalization.erasures`` and ``personalization.keys``, in groups
-  prefixed by its own name.
+  ``personalization.erasures`` and ``personalization.keys``, in the group
+  ``engine-<name>`` or groups prefixed ``engine-<name>.``.
 
 The controller listener is TLS with client certificates (the broker's own),
 mapped to the principal ``broker``: KRaft cannot authenticate controllers
@@ -185,15 +185,19 @@ def acl_bindings(settings: Settings, engine_topics: dict[str, str]) -> list[Any]
         grant(WORKER, topic, t, lit, W, D)
     # faust's changelog and assignor topics: <group>-...
     grant(WORKER, topic, f"{settings.group_id}-", pre, R, W, D, C)
-    # <group>, <group>.consent-reader, <group>.barrier, ...
-    grant(WORKER, group, settings.group_id, pre, R, D)
+    # <group> (faust's and the fast runtime's), and <group>.consent-reader, <group>.barrier, ...;
+    # not a bare prefix <group>: it would also cover another app's group <group>2
+    grant(WORKER, group, settings.group_id, lit, R, D)
+    grant(WORKER, group, f"{settings.group_id}.", pre, R, D)
     # the fast runtime's transactional.id is <group>.<instance>
     grant(WORKER, txn, f"{settings.group_id}.", pre, W, D)
     for engine, t in engine_topics.items():
         user = engine_user(engine)
         for readable in (t, settings.topic_erasures, KEYS_TOPIC):
             grant(user, topic, readable, lit, R, D)
-        grant(user, group, user, pre, R, D)
+        # engine-offers and engine-offers.*, never engine-offers_eu (another engine's)
+        grant(user, group, user, lit, R, D)
+        grant(user, group, f"{user}.", pre, R, D)
     return out
 
 

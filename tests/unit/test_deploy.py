@@ -120,7 +120,7 @@ def known_env_names() -> set[str]:
 def test_every_object_has_its_required_fields(objs: list[dict[str, Any]]) -> None:
     kinds = {o["kind"] for o in objs}
     assert {"StatefulSet", "Service", "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor",
-            "ScaledObject", "ConfigMap"} <= kinds
+            "ScaledObject", "PrometheusRule", "ConfigMap"} <= kinds
     seen = set()
     for o in objs:
         assert re.fullmatch(r"[a-z0-9.]+(/v\d+(alpha\d+|beta\d+)?)?|v1", o.get("apiVersion", "")), o
@@ -138,6 +138,14 @@ def test_every_object_has_its_required_fields(objs: list[dict[str, Any]]) -> Non
     assert api["NetworkPolicy"] == "networking.k8s.io/v1"
     assert api["ServiceMonitor"] == "monitoring.coreos.com/v1"
     assert api["ScaledObject"] == "keda.sh/v1alpha1"
+    assert api["PrometheusRule"] == "monitoring.coreos.com/v1"
+
+
+def test_the_prometheus_rule_object_is_the_alert_rules_file(objs: list[dict[str, Any]]) -> None:
+    rule = one(objs, "PrometheusRule")
+    source = yaml.safe_load((DEPLOY / "prometheus" / "pfilter-alerts.yml").read_text())
+    assert rule["spec"]["groups"] == source["groups"], \
+        "deploy/k8s/base/prometheusrule.yaml is stale: .venv/bin/python deploy/tools/gen-prometheusrule.py"
 
 
 def test_statefulset_service_selector_and_labels_agree(objs: list[dict[str, Any]]) -> None:

@@ -208,3 +208,37 @@ def test_no_client_config_is_built_by_hand() -> None:
         if n:
             found[rel] = n
     assert found == HAND_BUILT
+
+
+def test_acls_grant_each_principal_only_what_it_needs() -> None:
+    from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
+
+    from streams.kafka import secure
+
+    s = load_settings(group_id="pf")
+    engines = {"offers": "personalization.offers", "email": "personalization.email"}
+    grants: dict[str, set] = {}
+    for b in secure.acl_bindings(s, engines):
+        assert b.name != "*" and b.operation not in (AclOperation.ALL, AclOperation.ANY), b
+        grants.setdefault(b.principal, set()).add((b.restype, b.name, b.resource_pattern_type, b.operation))
+    R, W, D, C = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE, AclOperation.CREATE
+    T, G, X = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
+    lit, pre = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
+    assert grants["User:engine-offers"] == {
+        (T, "personalization.offers", lit, R), (T, "personalization.offers", lit, D),
+        (T, "personalization.erasures", lit, R), (T, "personalization.erasures", lit, D),
+        (T, secure.KEYS_TOPIC, lit, R), (T, secure.KEYS_TOPIC, lit, D),
+        (G, "engine-offers", lit, R), (G, "engine-offers", lit, D),
+        (G, "engine-offers.", pre, R), (G, "engine-offers.", pre, D),
+    }
+    worker = grants["User:pfilter-worker"]
+    read_topics = {name for rtype, name, _p, op in worker if rtype == T and op == R}
+    assert read_topics == {"clickstream", "purchases", "consent", "pf-"}  # inputs, faust internals
+    written = {name for rtype, name, _p, op in worker if rtype == T and op == W}
+    assert written == {*engines.values(), s.topic_decisions, s.topic_erasures, s.topic_dlq, "pf-"}
+    assert {(rtype, name, p, op) for rtype, name, p, op in worker if rtype in (G, X)} == {
+        (G, "pf", lit, R), (G, "pf", lit, D), (G, "pf.", pre, R), (G, "pf.", pre, D),
+        (X, "pf.", pre, W), (X, "pf.", pre, D)}
+    assert {op for rtype, name, _p, op in worker if op == C} == {C}  # only on faust's own topics
+    assert all(name == "pf-" for rtype, name, _p, op in worker if op == C)
+    assert set(grants) == {"User:pfilter-worker", "User:engine-offers", "User:engine-email"}
