@@ -20,15 +20,19 @@ owns the keys of partition p). Its settings bound crypto-shredding:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from streams.config import Settings
 from streams.errors import BrokerUnreachable, PFilterError
 from streams.kafka.clients import admin_config
+from streams.logs import kv
+
+log = logging.getLogger(__name__)
 
 #: How long admin calls may take before we call the broker unreachable.
 ADMIN_TIMEOUT_S = 30.0
@@ -209,6 +213,12 @@ def require_copartitioned(settings: Settings) -> int:
     try:
         cfg = admin.describe_configs([res], request_timeout=settings.startup_timeout_s)[res].result()
     except KafkaException as exc:
+        err = exc.args[0] if exc.args else None
+        if getattr(err, "code", lambda: None)() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            # a principal without DescribeConfigs cannot check; the operator's `topics check` can
+            log.warning("cannot check that the consent topic is compacted (no DescribeConfigs ACL) %s",
+                        kv(topic=consent))
+            return next(iter(counts.values()))
         raise TopicError(f"could not read the configuration of topic {consent!r}: {exc}") from None
     policy = cfg["cleanup.policy"].value if "cleanup.policy" in cfg else None
     if "compact" not in (policy or ""):

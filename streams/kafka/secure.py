@@ -181,6 +181,8 @@ def acl_bindings(settings: Settings, engine_topics: dict[str, str]) -> list[Any]
     topic, group, txn = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
     for t in (settings.topic_clickstream, settings.topic_purchases, settings.topic_consent):
         grant(WORKER, topic, t, lit, R, D)
+    # the start-up check reads the consent topic's cleanup.policy (it must be compacted)
+    grant(WORKER, topic, settings.topic_consent, lit, AclOperation.DESCRIBE_CONFIGS)
     for t in (*engine_topics.values(), settings.topic_decisions, settings.topic_erasures, settings.topic_dlq):
         grant(WORKER, topic, t, lit, W, D)
     # faust's changelog and assignor topics: <group>-...

@@ -51,11 +51,8 @@ def topics(broker: LocalBroker) -> Settings:
     """The default topics (a fresh broker), created by the admin principal."""
     admin = broker.client_settings()
     engine_topics = [t for t in broker._engine_topics().values()]
-    create_topics(admin, engine_topics)
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    client = AdminClient(clients.admin_config(admin))  # kept: a collected client cancels its futures
-    client.create_topics([NewTopic(secure.KEYS_TOPIC, 1, 1)])[secure.KEYS_TOPIC].result(30)
+    created = dict(create_topics(admin, engine_topics))  # the keys topic is one of the contract's topics
+    assert secure.KEYS_TOPIC in created
     producer = Producer(clients.producer_config(broker.client_settings(secure.WORKER)))
     for t in ("personalization.offers", "personalization.email"):
         producer.produce(t, key=b"k", value=b'{"n": 1}')
@@ -147,20 +144,7 @@ def test_secrets_are_private_and_not_logged(broker: LocalBroker) -> None:
 
 
 # ------------------------------------------------- the worker over SASL_SSL
-#: Clients still built by hand (no security settings), to be routed through
-#: streams/kafka/clients.py by the lead; until then the worker cannot connect
-#: and this test fails as expected. strict: it turns red once they are routed,
-#: to drop the mark.
-_UNROUTED = {
-    "fast": "streams/runtime/fast.py builds its consent and end-offset consumers by hand",
-    "faust": "streams/runtime/faust_app.py passes no broker_credentials; streams/runtime/barrier.py "
-             "builds its consumers by hand",
-}
-
-
-@pytest.mark.parametrize("runtime", [
-    pytest.param(r, marks=pytest.mark.xfail(strict=True, reason=why)) for r, why in _UNROUTED.items()
-])
+@pytest.mark.parametrize("runtime", ["fast", "faust"])
 def test_worker_every_reason_code_over_sasl_ssl(broker: LocalBroker, tmp_path: Path, runtime: str) -> None:
     """The reason-code end-to-end test of test_worker.py, with the worker authenticated as
     pfilter-worker holding only the ACLs secure.acl_bindings gives it, while the test
