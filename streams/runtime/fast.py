@@ -197,9 +197,12 @@ class FastWorker:
     def _on_lost(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         # No longer a member: offsets can't be committed. With exactly_once the open
         # transaction is aborted (its outputs are never seen); the next owner redoes them.
-        if self.eos and self._in_txn:
+        aborted = self.eos and self._in_txn
+        if aborted:
             self.producer.abort_transaction(30)
             self._in_txn = False
+        log.warning("partitions lost (no longer a group member) %s", kv(partitions=len(parts),
+                                                                        open_transaction_aborted=aborted))
         self._event_next.clear()
         self._uncommitted_in.clear()
         self._batch_started.clear()

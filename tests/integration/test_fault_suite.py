@@ -280,7 +280,8 @@ def test_f2_zombie_is_fenced(kafka_settings: Settings, tmp_path: Path, runtime: 
     faust offers no fencing: its zombie's writes stay visible as at-least-once duplicates,
     and its barrier still reads the withdrawal before it decides anything new."""
     eos = runtime == "fast"
-    s = _group_settings(kafka_settings, runtime, partitions=4, commit_interval_ms=1000)
+    # a long commit interval: the zombie is stopped with a transaction open (outputs in it)
+    s = _group_settings(kafka_settings, runtime, partitions=4, commit_interval_ms=5000)
     kit.setup_topics(s)
     now = int(time.time() * 1000) - faults.DAY
     spec = faults.produce_population(s, now)
