@@ -24,17 +24,17 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from streams.engine.consent import Vocabulary
+from streams.engine.shapes import compile_shape
+from streams.engine.vocab import ENVELOPE, T_COUNTRY, T_DROP, T_HOUR, T_KEEP, T_PSEUDONYMIZE, TRANSFORMS
 
 #: The shipped default policy (CONTRACT §8).
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policy" / "default.toml"
 
 # ------------------------------------------------------------- event vocabulary (CONTRACT §3)
-#: Always emitted (event_id, subject_id, event_type, ts) or never (anonymous_id);
-#: none of them may be put into a category.
-ENVELOPE = ("event_id", "subject_id", "anonymous_id", "event_type", "ts")
+# ENVELOPE, the transform codes and TRANSFORMS live in streams.engine.vocab (importable from here too).
 
 _GEO = {"country": None, "region": None, "city": None, "lat": None, "lon": None}
 CONTEXT_SHAPE: dict[str, Any] = {
@@ -63,12 +63,6 @@ PAYMENT_FIELDS = frozenset({"payment_method"})
 PAYMENT_CATEGORY = "payment"
 THIRD_PARTY_PURPOSE = "third_party_sharing"
 
-# transforms
-T_KEEP, T_DROP, T_PSEUDONYMIZE, T_COUNTRY, T_HOUR = range(5)
-TRANSFORMS = {
-    "keep": T_KEEP, "drop": T_DROP, "pseudonymize": T_PSEUDONYMIZE,
-    "coarsen:country": T_COUNTRY, "coarsen:hour": T_HOUR,
-}
 #: Where the coarsening transforms make sense: records with a ``country``.
 _COUNTRY_FIELDS = frozenset({"context.geo", "shipping_address"})
 #: Fields whose values are text (strings in schemas/filtered_event.avsc): the
@@ -121,17 +115,34 @@ _copiers: dict[int, Any] = {}
 
 
 def _copier(shape: Any) -> Any:
-    """The compiled copier of a shape (decide.compile_shape), one per shape object."""
+    """The compiled copier of a shape (shapes.compile_shape), one per shape object."""
     if shape is None:
         return None
     c = _copiers.get(id(shape))
     if c is None or c[0] is not shape:
-        from streams.engine.decide import compile_shape  # decide imports this module
         c = _copiers[id(shape)] = (shape, compile_shape(shape))
     return c[1]
 
 
 # ------------------------------------------------------------- compiled objects
+class PlanEntry(NamedTuple):
+    """One field of an engine's field plan (``CompiledEngine.plans``, ``mask_plan``).
+
+    ``head``/``rest``: the keys to read the value from the event; ``parents``/``leaf``:
+    where to put it in the output (the same path: input nesting is kept). In ``plans``
+    ``copy`` is the field's shape; in a ``mask_plan`` it is the shape's compiled copier
+    (None for a scalar). A NamedTuple so the projection can unpack it as fast as a tuple."""
+
+    head: str
+    rest: tuple[str, ...]
+    parents: tuple[str, ...]
+    leaf: str
+    dotted: str
+    bit: int
+    code: int
+    copy: Any
+
+
 class CompiledEngine:
     """One engine of a compiled policy. Read-only after compilation."""
 
@@ -171,7 +182,7 @@ class CompiledEngine:
             if full is None:
                 full = self.default_plan
             # entries as in ``plans``, the shape replaced by its compiled copier
-            plan = tuple(entry[:7] + (_copier(entry[7]),) for entry in full if allowed & entry[5])
+            plan = tuple(entry._replace(copy=_copier(entry.copy)) for entry in full if allowed & entry.bit)
             if len(self._mask_plans) < 4096:  # event types come from validated input: few
                 self._mask_plans[k] = plan
         return plan
@@ -489,9 +500,7 @@ def _compile_engine(
     key = engine_key(secret, name) if secret else hashlib.sha256(b"unused/" + name.encode()).digest()
     e._mac = hmac.new(key, digestmod=hashlib.sha256)
 
-    # field plans: (head, rest, parents, leaf, dotted path, category bit, transform, shape)
-    # head/rest: the keys to read the value from the event; parents/leaf: where to
-    # put it in the output (the same path: input nesting is kept).
+    # field plans: PlanEntry(head, rest, parents, leaf, dotted path, category bit, transform, shape)
     def plan_for(paths: Mapping[str, Any]) -> tuple:
         entries = []
         for cname in e.categories:  # policy's may_receive order, then the category's field order
@@ -504,7 +513,7 @@ def _compile_engine(
                 if code == T_DROP:
                     continue
                 parts = tuple(f.split("."))
-                entries.append((parts[0], parts[1:], parts[:-1], parts[-1], f, cbit[cname], code, paths[f]))
+                entries.append(PlanEntry(parts[0], parts[1:], parts[:-1], parts[-1], f, cbit[cname], code, paths[f]))
         return tuple(entries)
 
     e.plans = {t: plan_for(paths) for t, paths in PATHS_BY_TYPE.items()}
