@@ -37,6 +37,9 @@ from streams.engine.consent import (
 )
 from streams.engine.decide import decide as _decide
 from streams.engine.decide import project_plan
+from streams.engine.dlq import (
+    INVALID_EVENT, KEY_MISMATCH, MISSING_KEY, NULL_VALUE, dlq_headers, event_problem, error_message,
+)
 from streams.engine.fragments import AvroFragments, FastEngine, JsonFragments
 from streams.engine.policy import CompiledPolicy
 from streams.engine.summary import CachedSummaries, EngineSummary, engine_summary
@@ -49,15 +52,6 @@ InputRecord = tuple  # (topic, partition, offset, key, value, headers, timestamp
 OutRecord = tuple    # (topic, key, value, headers)
 
 __all__ = ["BatchResult", "DLQ", "DROPPED", "EMITTED", "Filter", "InputRecord", "OutRecord", "TopicNames"]
-
-#: DLQ error classes raised here (the codecs add theirs: invalid_json, invalid_utf8,
-#: schema_mismatch, wrong_type, missing_field, ...; a key that is not UTF-8 is invalid_utf8).
-MISSING_KEY = "missing_key"        # a consent record without a key
-KEY_MISMATCH = "key_mismatch"      # subject_id differs from the record key
-NULL_VALUE = "null_value"          # an event with a null value
-INVALID_EVENT = "invalid_event"    # decoded, but unusable (empty event_id or subject_id)
-INVALID_CONSENT = "invalid_consent"  # decoded, but unusable (e.g. granted without granted_at)
-
 
 @dataclass(frozen=True)
 class TopicNames:
@@ -90,16 +84,6 @@ class BatchResult:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _dlq_headers(error_class: str, message: str, topic: str, partition: int, offset: int) -> list:
-    return [
-        ("error.class", error_class.encode()),
-        ("error.message", message.encode()),
-        ("source.topic", topic.encode()),
-        ("source.partition", str(partition).encode()),
-        ("source.offset", str(offset).encode()),
-    ]
 
 
 class Filter:
@@ -151,7 +135,7 @@ class Filter:
         """A DLQ entry (original key and bytes, headers saying why and whence) and its decision."""
         topic, partition, offset, key, value, _headers, timestamp_ms = rec
         res.records.append((self.topics.dlq, key, value,
-                            _dlq_headers(error_class, message, topic, partition, offset)))
+                            dlq_headers(error_class, message, topic, partition, offset)))
         res.dlq += 1
         decision = decisions.record(
             event_id if type(event_id) is str else None, subject, DLQ, error_class, [], None, self.policy.version,
@@ -191,7 +175,7 @@ class Filter:
                 raise ValueError(f"apply_consent: record of topic {topic!r} is not a consent record")
             subject, problem = self._key(key)
             if problem is not None:
-                self._dlq(res, rec, problem.error_class, _msg(problem), None)
+                self._dlq(res, rec, problem.error_class, error_message(problem), None)
                 continue
             if not subject:
                 self._dlq(res, rec, MISSING_KEY, "consent record has no key (the subject id)", None)
@@ -209,7 +193,7 @@ class Filter:
             try:
                 doc = raw_decode(value) if raw_decode is not None else codec.decode(value)
             except DecodeError as exc:
-                bad = MalformedConsent(exc.error_class, _msg(exc), None)
+                bad = MalformedConsent(exc.error_class, error_message(exc), None)
             else:
                 # fast path: one pass that validates what the codec check and parse_consent
                 # would and builds the state; anything else takes the check and merge below
@@ -222,7 +206,7 @@ class Filter:
                             codec.check(doc)
                         new = merge(current, subject, doc, offset, vocab, res.ignored)
                     except DecodeError as exc:
-                        bad = MalformedConsent(exc.error_class, _msg(exc), None)
+                        bad = MalformedConsent(exc.error_class, error_message(exc), None)
                     except MalformedConsent as exc:
                         bad = exc
             if bad is not None:
@@ -313,12 +297,12 @@ class Filter:
                     key_subject = key.decode("utf-8")
                 except UnicodeDecodeError:
                     key_subject, problem = self._key(key)
-                    self._dlq(res, rec, problem.error_class, _msg(problem), None)
+                    self._dlq(res, rec, problem.error_class, error_message(problem), None)
                     continue
             else:
                 key_subject, problem = self._key(key)
                 if problem is not None:
-                    self._dlq(res, rec, problem.error_class, _msg(problem), None)
+                    self._dlq(res, rec, problem.error_class, error_message(problem), None)
                     continue
             if value is None:
                 self._dlq(res, rec, NULL_VALUE, "event value is null", key_subject)
@@ -326,17 +310,17 @@ class Filter:
             try:
                 event = codec.decode(value)
             except DecodeError as exc:
-                self._dlq(res, rec, exc.error_class, _msg(exc), key_subject)
+                self._dlq(res, rec, exc.error_class, error_message(exc), key_subject)
                 continue
             if codec in enveloped:
                 # the codec checked the envelope's types (event_id str, ts int in the 64-bit
                 # range, subject_id str or null, context object or null): what is left of
-                # _event_problem is empty strings and the one excluded ts
+                # event_problem is empty strings and the one excluded ts
                 subject = event.get("subject_id")
-                problem = (_event_problem(event) if not event["event_id"] or event["ts"] == I64_MAX or subject == ""
+                problem = (event_problem(event) if not event["event_id"] or event["ts"] == I64_MAX or subject == ""
                            else None)
             else:
-                problem = _event_problem(event)
+                problem = event_problem(event)
                 subject = event.get("subject_id") if problem is None else None
             if problem is not None:
                 self._dlq(res, rec, INVALID_EVENT, problem, key_subject,
@@ -430,7 +414,7 @@ class Filter:
                     reasons.append(reason)
                     parts.append(fe.dropped[reason])
             except EncodeError as exc:
-                self._dlq(res, rec, exc.error_class, "output: " + _msg(exc), key_subject, event_id, ts)
+                self._dlq(res, rec, exc.error_class, "output: " + error_message(exc), key_subject, event_id, ts)
                 continue
             parts.append(frags.closing)
             parts.append(rest)
@@ -474,7 +458,7 @@ class Filter:
         except EncodeError as exc:
             # a payload value the output schema cannot hold (e.g. a JSON input with a
             # number where Avro wants text): the input is bad, nothing of it is emitted
-            self._dlq(res, rec, exc.error_class, "output: " + _msg(exc), key_subject, event_id, ts)
+            self._dlq(res, rec, exc.error_class, "output: " + error_message(exc), key_subject, event_id, ts)
             return
         res.records.append((self.topics.decisions, key, decision, None))
         res.records.extend(pending)
@@ -493,30 +477,3 @@ SUMMARY_CACHE_MAX = 1 << 16
 #: Bound of each engine's pseudonym cache (entries; cleared when reached): one HMAC
 #: costs ~1.5 us, a hit ~50 ns; active subjects repeat within a session.
 PSEUDONYM_CACHE_MAX = 1 << 16
-
-
-def _msg(exc: Exception) -> str:
-    """The message of a codec error without its class prefix (it never holds a value)."""
-    return str(exc.args[0]) if exc.args else exc.__class__.__name__
-
-
-def _event_problem(event: Any) -> str | None:
-    """What makes a decoded event unusable (field names only, never values)."""
-    if type(event) is not dict:
-        return "event is not an object"
-    if type(event.get("event_id")) is not str or not event["event_id"]:
-        return "event_id: missing or not a non-empty string"
-    if type(event.get("event_type")) is not str:
-        return "event_type: missing or not a string"
-    ts = event.get("ts")
-    if type(ts) is not int:
-        return "ts: missing or not an integer"
-    if not I64_MIN <= ts < I64_MAX:
-        return "ts: out of range"
-    s = event.get("subject_id")
-    if s is not None and (type(s) is not str or not s):
-        return "subject_id: not a non-empty string"
-    ctx = event.get("context")
-    if ctx is not None and type(ctx) is not dict:
-        return "context: not an object"
-    return None

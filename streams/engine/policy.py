@@ -27,36 +27,17 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from streams.engine.consent import Vocabulary
-from streams.engine.shapes import compile_shape
+from streams.engine.shapes import (  # noqa: F401 - CONTEXT_SHAPE, EVENT_PAYLOADS: re-exported
+    CONTEXT_SHAPE, EVENT_PAYLOADS, KNOWN_FIELDS, PATHS_BY_TYPE, TEXT_FIELDS, compile_shape,
+)
 from streams.engine.vocab import ENVELOPE, T_COUNTRY, T_DROP, T_HOUR, T_KEEP, T_PSEUDONYMIZE, TRANSFORMS
 
 #: The shipped default policy (CONTRACT §8).
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policy" / "default.toml"
 
 # ------------------------------------------------------------- event vocabulary (CONTRACT §3)
-# ENVELOPE, the transform codes and TRANSFORMS live in streams.engine.vocab (importable from here too).
-
-_GEO = {"country": None, "region": None, "city": None, "lat": None, "lon": None}
-CONTEXT_SHAPE: dict[str, Any] = {
-    "ip": None, "user_agent": None, "device_id": None, "session_id": None, "referrer": None, "geo": _GEO,
-}
-_ITEM = {"product_id": None, "category": None, "quantity": None, "price": None}
-_ADDRESS = {"street": None, "city": None, "postal_code": None, "country": None}
-
-#: Payload fields per event type. A shape is None (a scalar, copied as is), a
-#: dict (a record: only these keys are copied, recursively) or a one-element
-#: list (an array of that shape).
-EVENT_PAYLOADS: dict[str, dict[str, Any]] = {
-    "page_view": {"url": None, "title": None},
-    "product_view": {"product_id": None, "category": None, "price": None},
-    "search": {"query": None},
-    "add_to_cart": {"product_id": None, "quantity": None},
-    "login": {"method": None},
-    "purchase": {
-        "order_id": None, "items": [_ITEM], "total": None, "currency": None,
-        "payment_method": None, "shipping_address": _ADDRESS, "email": None, "phone": None,
-    },
-}
+# ENVELOPE, the transform codes and TRANSFORMS live in streams.engine.vocab, the field shapes
+# and paths in streams.engine.shapes (all importable from here too).
 
 #: Fields that are payment data whatever category a policy puts them in.
 PAYMENT_FIELDS = frozenset({"payment_method"})
@@ -65,41 +46,11 @@ THIRD_PARTY_PURPOSE = "third_party_sharing"
 
 #: Where the coarsening transforms make sense: records with a ``country``.
 _COUNTRY_FIELDS = frozenset({"context.geo", "shipping_address"})
-#: Fields whose values are text (strings in schemas/filtered_event.avsc): the
-#: only ones ``pseudonymize`` applies to, since a pseudonym is text.
-TEXT_FIELDS = frozenset({
-    "context.ip", "context.user_agent", "context.device_id", "context.session_id", "context.referrer",
-    "context.geo.country", "context.geo.region", "context.geo.city",
-    "url", "title", "query", "product_id", "category", "method", "order_id", "currency", "payment_method",
-    "email", "phone",
-    "shipping_address.street", "shipping_address.city", "shipping_address.postal_code", "shipping_address.country",
-})
 _HOUR_FIELDS = frozenset({"ts"})
 
 #: Pseudonyms: hex digest of HMAC-SHA256, truncated to this many hex chars (128 bits).
 PSEUDONYM_HEX_CHARS = 32
 
-
-def _paths(shape: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Every dotted path of a shape tree (records only; arrays are leaves)."""
-    out: dict[str, Any] = {}
-    for k, sub in shape.items():
-        p = prefix + k
-        out[p] = sub
-        if isinstance(sub, dict):
-            out.update(_paths(sub, p + "."))
-    return out
-
-
-_CONTEXT_PATHS = _paths({"context": CONTEXT_SHAPE})
-#: path -> shape, for every categorizable path of each event type.
-PATHS_BY_TYPE: dict[str, dict[str, Any]] = {
-    t: {**_CONTEXT_PATHS, **_paths(payload)} for t, payload in EVENT_PAYLOADS.items()
-}
-#: Every categorizable field path (the union over event types).
-KNOWN_FIELDS: dict[str, Any] = {}
-for _t in PATHS_BY_TYPE.values():
-    KNOWN_FIELDS.update(_t)
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _TOP_KEYS = {"version", "description", "purposes", "categories", "engines"}

@@ -1,15 +1,71 @@
-"""Shapes of nested event fields and their compiled copiers.
+"""The event fields (CONTRACT §3) as shapes, their dotted paths, and compiled copiers.
 
 A shape is None (a scalar, copied as is), a dict (a record: only these keys are
 copied, recursively) or a one-element list (an array of that shape). The policy
 compiles one copier per shape; the projection (``decide``) calls it. Its own
 module so that ``policy`` (which compiles) and ``decide`` (which projects) do not
-import each other.
+import each other. The oracle (``reference``) writes these shapes out again on
+purpose.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+_GEO = {"country": None, "region": None, "city": None, "lat": None, "lon": None}
+CONTEXT_SHAPE: dict[str, Any] = {
+    "ip": None, "user_agent": None, "device_id": None, "session_id": None, "referrer": None, "geo": _GEO,
+}
+_ITEM = {"product_id": None, "category": None, "quantity": None, "price": None}
+_ADDRESS = {"street": None, "city": None, "postal_code": None, "country": None}
+
+#: Payload fields per event type. A shape is None (a scalar, copied as is), a
+#: dict (a record: only these keys are copied, recursively) or a one-element
+#: list (an array of that shape).
+EVENT_PAYLOADS: dict[str, dict[str, Any]] = {
+    "page_view": {"url": None, "title": None},
+    "product_view": {"product_id": None, "category": None, "price": None},
+    "search": {"query": None},
+    "add_to_cart": {"product_id": None, "quantity": None},
+    "login": {"method": None},
+    "purchase": {
+        "order_id": None, "items": [_ITEM], "total": None, "currency": None,
+        "payment_method": None, "shipping_address": _ADDRESS, "email": None, "phone": None,
+    },
+}
+
+#: Fields whose values are text (strings in schemas/filtered_event.avsc): the
+#: only ones ``pseudonymize`` applies to, since a pseudonym is text.
+TEXT_FIELDS = frozenset({
+    "context.ip", "context.user_agent", "context.device_id", "context.session_id", "context.referrer",
+    "context.geo.country", "context.geo.region", "context.geo.city",
+    "url", "title", "query", "product_id", "category", "method", "order_id", "currency", "payment_method",
+    "email", "phone",
+    "shipping_address.street", "shipping_address.city", "shipping_address.postal_code", "shipping_address.country",
+})
+
+
+def _paths(shape: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Every dotted path of a shape tree (records only; arrays are leaves)."""
+    out: dict[str, Any] = {}
+    for k, sub in shape.items():
+        p = prefix + k
+        out[p] = sub
+        if isinstance(sub, dict):
+            out.update(_paths(sub, p + "."))
+    return out
+
+
+_CONTEXT_PATHS = _paths({"context": CONTEXT_SHAPE})
+#: path -> shape, for every categorizable path of each event type.
+PATHS_BY_TYPE: dict[str, dict[str, Any]] = {
+    t: {**_CONTEXT_PATHS, **_paths(payload)} for t, payload in EVENT_PAYLOADS.items()
+}
+#: Every categorizable field path (the union over event types).
+KNOWN_FIELDS: dict[str, Any] = {}
+for _t in PATHS_BY_TYPE.values():
+    KNOWN_FIELDS.update(_t)
 
 
 def shape_copy(value: Any, shape: Any) -> Any:
