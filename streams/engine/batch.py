@@ -53,6 +53,7 @@ OutRecord = tuple    # (topic, key, value, headers)
 
 __all__ = ["BatchResult", "DLQ", "DROPPED", "EMITTED", "Filter", "InputRecord", "OutRecord", "TopicNames"]
 
+
 @dataclass(frozen=True)
 class TopicNames:
     clickstream: str = "clickstream"
