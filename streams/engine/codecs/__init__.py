@@ -57,6 +57,7 @@ when a codec is built with ``AvroCodec(kind, compiled=False)``.
 Avro decoding yields ``None`` for absent nullable fields, JSON leaves them
 out; the engine treats both as absent. Avro encoding fills absent nullable
 fields with their defaults, so the JSON-shaped dicts the filter builds (removed
+fields left out) encode as they are; keys unknown to the schema are ignored.
 
 Modules, one concern each: ``errors`` (DecodeError, EncodeError,
 RegistryUnavailable), ``schemas`` (the schema files and ids), ``checks``
@@ -74,9 +75,10 @@ from streams.engine.codecs.checks import CONSENT_STATUSES, check_consent
 from streams.engine.codecs.errors import ERROR_CLASSES, DecodeError, EncodeError, RegistryUnavailable
 from streams.engine.codecs.json_codec import JsonCodec
 from streams.engine.codecs.registry import Codec, decode_key, get_codec, registry_client
-from streams.engine.codecs.schemas import FORMATS, KINDS, SCHEMAS_DIR, load_schema, parsed_schema, schema_ids, topic_subject
+from streams.engine.codecs.schemas import (
+    FORMATS, KINDS, SCHEMAS_DIR, load_schema, parsed_schema, schema_ids, topic_subject,
+)
 from streams.engine.vocab import EVENT_TYPES
-
 
 __all__ = [
     "CONSENT_STATUSES",
