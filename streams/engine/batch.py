@@ -450,7 +450,8 @@ class Filter:
                 else:
                     reasons.append(reason)
                     entries.append(decisions.entry(eng.name, DROPPED, reason, []))
-            shared = reasons[0] if len(reasons) == len(entries) and reasons[0] in SHARED_REASONS else None
+            shared = (reasons[0] if reasons and len(reasons) == len(entries) and reasons[0] in SHARED_REASONS
+                      else None)
             if shared is not None:  # step 1 of the rule fails for every engine alike
                 entries = []
             decision = self._decision_codec.encode(decisions.record(
