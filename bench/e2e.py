@@ -97,7 +97,7 @@ not fit, and the peers, last, share what is left equally):
    is lifted for this: a peer restoring a large consent topic pauses its
    outputs for longer). Our ratio to a peer is our events/s / its events/s:
    note that our runtimes decide three engines (offers, email, partner_ads)
-   and write a decision record per engine, and also decide purchases (larger
+   and write one decision record per event (an entry per engine), and also decide purchases (larger
    events), while the peers decide one engine and write only the emitted
    events.
 
@@ -1004,7 +1004,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         for key, row in rat.items():
             L.append(f"| {key} | " + " | ".join(f"{row.get(p):.2f}x" if row.get(p) else "-" for p in peers) + " |")
         L.append("")
-        L.append("Our runtimes decide three engines, write a decision record per engine and also decide purchases; "
+        L.append("Our runtimes decide three engines, write one decision record per event (an entry per engine) and "
+                 "also decide purchases; "
                  "the peers decide `offers` over clicks and write only what they emit.")
         L.append("")
     rf = r.get("restore_fast")

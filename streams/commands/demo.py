@@ -60,7 +60,7 @@ def _live_table(produced: int, consent_changes: int, rate: float, m: dict, elaps
     for engine, n in sorted(m.get("pfilter_emitted_total", {}).items()):
         t.add_row(f"  emitted to {engine}", f"{n:,.0f}")
     for reason, n in sorted(m.get("pfilter_dropped_total", {}).items()):
-        t.add_row(f"  dropped: {reason}", f"{n:,.0f}")
+        t.add_row(f"  dropped (event x engine): {reason}", f"{n:,.0f}")
     dlq = sum(m.get("pfilter_dlq_total", {}).values())
     t.add_row("  to the DLQ", f"{dlq:,.0f}")
     return t

@@ -162,10 +162,11 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return cfg
 
 
-#: Outputs per worker batch: up to ~4 records (3 engines' decisions plus the
-#: emitted events) per input event, so a commit interval at 60,000 events/s
-#: queues ~60,000 records; 500,000 rides out a broker pause of a few seconds
-#: before produce() raises BufferError (handled: poll, then retry).
+#: Outputs per worker batch: up to 4 records per input event with the default
+#: policy's 3 engines (its one decision record plus one per engine emitted to;
+#: 1.6 on the synthetic mix), so a 250 ms commit interval at 60,000 events/s
+#: queues at most ~60,000 records; 500,000 rides out a broker pause of a few
+#: seconds before produce() raises BufferError (handled: poll, then retry).
 OUTPUT_QUEUE_MAX_MESSAGES = 500_000
 
 

@@ -99,6 +99,13 @@ def test_every_reason_code_end_to_end(topics: Settings, worker, tmp_path: Path) 
     }
     for eid, want in expect.items():
         assert _reasons(ds, eid) == want, eid
+    # one decision record per input record (CONTRACT §7): 11 events, the bad event, the bad consent
+    records = kit.decision_records(s)
+    assert len(records) == len(events) + 3
+    by_id = {r["event_id"]: r for r in records if r["event_id"]}
+    assert (by_id["e-anon"]["reason"], by_id["e-anon"]["engines"]) == ("anonymous", [])
+    assert (by_id["e-none"]["reason"], by_id["e-none"]["engines"]) == ("no_consent", [])
+    assert [x["engine"] for x in by_id["p-ok"]["engines"]] == list(ENGINES)
 
     # the DLQ holds the bad event and the bad consent record, with headers and no field values
     dlq = list(replay(s, [s.topic_dlq]))
@@ -266,6 +273,12 @@ def test_verify_fails_on_a_planted_forbidden_record(topics: Settings, worker) ->
                                       "engine": "offers"})
     result = run_verify(s)
     assert any("no emitted decision" in v for v in result.violations), render_report(result)
+    # and a second decision record for an input, its entries out of policy order
+    (real,) = [r for r in kit.decision_records(s) if r["event_id"] == "pl-1"]
+    kit.send(p, s.topic_decisions, "s-pl", {**real, "engines": real["engines"][::-1]})
+    result = run_verify(s, exactly_once=True)
+    assert result.duplicates == 1 and any("not the policy's engines in order" in v for v in result.violations), \
+        render_report(result)
     # and garbage in an output topic
     kit.send(p, offers.topic, "s-x", b"\x00garbage")
     result = run_verify(s)
