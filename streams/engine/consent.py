@@ -259,6 +259,8 @@ def parse_consent(
         if status == "granted":
             if ga is None:
                 raise _bad(f"purposes.{name}: granted without granted_at", updated_at)
+            if ea is not None and ea <= ga:  # a grant that ends before it begins: impossible
+                raise _bad(f"purposes.{name}: expires_at is not after granted_at", updated_at)
             granted |= 1 << i
             granted_at[i] = ga
             expires_at[i] = NO_EXPIRY if ea is None else ea
@@ -354,6 +356,8 @@ def parse_wellformed(
             return None
         if type(status) is not str:
             return None
+        if status == "granted" and ga is not None and ea is not None and ea <= ga:
+            return None  # ends before it begins: the codec check rejects it (any purpose, known or not)
         i = pidx.get(name)
         if status == "granted":
             if i is None:

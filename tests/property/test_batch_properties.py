@@ -40,7 +40,7 @@ def consent_input(draw):
     """(subject, log entry for the reference, value bytes or None)."""
     subject = draw(st.sampled_from(SUBJECTS))
     kind = draw(st.sampled_from(["valid"] * 6 + ["tombstone", "garbage", "mismatch", "no_granted_at",
-                                                  "bad_type"]))
+                                                  "ends_before_grant", "bad_type"]))
     if kind == "tombstone":
         return subject, None, None
     if kind == "garbage":
@@ -55,6 +55,9 @@ def consent_input(draw):
     if kind == "no_granted_at":
         rec["purposes"]["support"] = {"status": "granted", "granted_at": None, "expires_at": None}
         return subject, ("malformed", rec["updated_at"]), orjson.dumps(rec)
+    if kind == "ends_before_grant":  # impossible times: the codec rejects it, the subject fails closed
+        rec["purposes"]["support"] = {"status": "granted", "granted_at": NOW, "expires_at": NOW - HOUR}
+        return subject, ("malformed", None), orjson.dumps(rec)
     if kind == "bad_type":  # the codec rejects it: updated_at unreadable to the engine
         rec["gpc"] = "yes"
         return subject, ("malformed", None), orjson.dumps(rec)

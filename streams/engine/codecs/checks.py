@@ -120,6 +120,9 @@ def check_consent(obj: dict) -> None:
                     f"{where}.{name} must be a 64-bit integer or null, got {json_type_name(t)}",
                     f"purposes.{name}",
                 )
+        ga, ea = p.get("granted_at"), p.get("expires_at")
+        if status == "granted" and ga is not None and ea is not None and ea <= ga:
+            raise DecodeError("schema_mismatch", f"{where}: expires_at is not after granted_at", "purposes.expires_at")
     categories = obj.get("categories")
     if type(categories) is not dict:
         raise _field_error(obj, "categories", "an object")

@@ -207,6 +207,10 @@ def test_malformed_consent_fails_closed_and_goes_to_dlq():
     (consent(subject="s-2"), "key_mismatch"),
     (consent(gpc="yes"), "wrong_type"),
     (consent(purposes={"personalization": {"status": "granted", "granted_at": None}}), "invalid_consent"),
+    # impossible times: a grant that ends before it begins (also for a purpose the policy lacks)
+    (consent(purposes={"personalization": {"status": "granted", "granted_at": NOW, "expires_at": NOW - 1}}),
+     "schema_mismatch"),
+    (consent(purposes={"telepathy": {"status": "granted", "granted_at": NOW, "expires_at": NOW}}), "schema_mismatch"),
 ])
 def test_semantically_bad_consent(record, error_class):
     f = make()
