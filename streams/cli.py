@@ -54,6 +54,7 @@ _LAZY = {
     "report": "streams.commands.report:report",
     "bench": "streams.commands.bench:bench",
     "loadgen": "streams.commands.loadgen:loadgen",
+    "serve": "streams.commands.serve:serve",
 }
 
 
@@ -224,7 +225,7 @@ def config_cmd(c: Ctx, markdown: bool) -> None:
     s = c.settings()
     for name in Settings.model_fields:
         value = getattr(s, name)
-        if "key" in name and value is not None and name != "pseudonym_key_file":
+        if ("key" in name or "token" in name) and value is not None and name != "pseudonym_key_file":
             value = "***"
         click.echo(f"{name} = {value}")
 
