@@ -13,7 +13,8 @@ MIN_TOKEN_LEN = 16
 @click.command("serve")
 @click.option("--port", "support_port", type=int, help="[PFILTER_SUPPORT_PORT, 6070]")
 @click.option("--bind", "support_bind", help="[PFILTER_SUPPORT_BIND, 127.0.0.1]")
-@click.option("--metrics-url", "support_metrics_url", help="Worker /metrics for the overview [PFILTER_SUPPORT_METRICS_URL].")
+@click.option("--metrics-url", "support_metrics_url",
+              help="Worker /metrics for the overview [PFILTER_SUPPORT_METRICS_URL].")
 @click.option("--admin-token", "support_admin_token", help="Enables erase [PFILTER_SUPPORT_ADMIN_TOKEN]; "
               "prefer the environment variable (a flag shows in the process list).")
 @click.pass_obj

@@ -51,7 +51,8 @@ def page_context(s: SubjectSummary, lang: str) -> dict[str, Any]:
             "engine": u.engine, "who": vocab.engine_name(u.engine, u.party, lang),
             "party": L.get(u.party, u.party), "pseudonymized": u.pseudonymized,
             "purposes": [vocab.word(lang, "purpose", p) for p in u.purposes], "sent": u.sent,
-            "categories": [{"name": c, "label": vocab.word(lang, "bare", c), "count": n} for c, n in u.categories.items()],
+            "categories": [{"name": c, "label": vocab.word(lang, "bare", c), "count": n}
+                           for c, n in u.categories.items()],
             "period": period, "versions": [vocab.fmt_date(v, lang) for v in u.consent_versions],
             "dropped": [{"reason": r, "label": vocab.word(lang, "reason", r), "count": n}
                         for r, n in sorted(u.dropped.items())],

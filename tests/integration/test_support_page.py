@@ -36,6 +36,15 @@ def _export(s: Settings) -> dict:
     return json.loads(render(s, SUBJECT, "json"))
 
 
+def _cli(s: Settings, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PFILTER_")}
+    env.update(settings_env(s))
+    r = subprocess.run([sys.executable, "-m", "streams.cli", "report", SUBJECT, *args], env=env,
+                       capture_output=True, text=True, timeout=WAIT_S, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
 def _wait_decided(s: Settings, inputs: int) -> dict:
     """Until every engine has a decision for each of the subject's ``inputs`` events."""
     deadline = time.monotonic() + WAIT_S
@@ -134,6 +143,11 @@ def test_support_page_in_a_browser(kafka_settings: Settings, tmp_path: Path) -> 
         export = httpx.get(f"{base}/subject/export.json?id={SUBJECT}",
                            headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).json()
         assert export["recipients"] == expected["recipients"]
+        assert json.loads(_cli(s, "--format", "json"))["recipients"] == export["recipients"]
+        assert json.loads(_cli(s, "--json"))["recipients"] == export["recipients"]
+        de = _cli(s, "--format", "text", "--lang", "de")
+        assert "wurden Ihr Surfverhalten und Ihre Kaufhistorie von unserer Angebots-Engine für " \
+               "Personalisierung verwendet (4 Ereignisse" in de
         rows = driver.find_elements(By.CSS_SELECTOR, "#recipients tbody tr")
         assert [r.get_attribute("data-engine") for r in rows] == [e["engine"] for e in export["recipients"]]
         for row, want in zip(rows, export["recipients"], strict=True):
