@@ -26,10 +26,18 @@ def _change_text(x: dict[str, Any], lang: str) -> str:
     return f"{x['name']}: {x['before']} → {x['after']}"
 
 
+def _target(kind: str, name: str, lang: str) -> str:
+    if kind == "purpose":
+        return vocab.word(lang, "purpose", name)
+    if kind == "category":
+        return vocab.word(lang, "bare", name)
+    return name  # an engine: its name, as in the recipients table
+
+
 def _consent_rows(history: list[ConsentChange], lang: str) -> list[dict[str, Any]]:
     rows = []
     for c in history:
-        narrowed = [f"{vocab.signal_name(n.signal)}: {n.target} ({n.why})" for n in c.narrowed]
+        narrowed = [f"{vocab.signal_name(n.signal)}: {_target(n.kind, n.target, lang)} ({n.why})" for n in c.narrowed]
         rows.append({"kind": c.kind, "date": vocab.fmt_date(c.at, lang),
                      "changes": [_change_text(x, lang) for x in c.changes], "narrowed": narrowed})
     return rows
