@@ -145,7 +145,7 @@ def read_sources(settings: Settings, subject: str, policy) -> Sources:  # noqa: 
         if r.partitions(settings.topic_erasures) is not None:
             er_codec = "json" if out_fmt == "json" else get_codec("erasure_notice", out_fmt)
             found = []
-            refs = {subject.encode(): {e.name for e in policy.engines if not e.pseudonymize_subject}}
+            refs = {key: {e.name for e in policy.engines if not e.pseudonymize_subject}}
             if _has_secret(settings):
                 for e in policy.engines:
                     if e.pseudonymize_subject:
@@ -156,7 +156,8 @@ def read_sources(settings: Settings, subject: str, policy) -> Sources:  # noqa: 
                         continue
                     n = _decode_json_or(er_codec, v)
                     if n.get("engine") in engines:
-                        found.append(n)
+                        # keyed by the pseudonym: say so (workers may leave the flag unset)
+                        found.append({**n, "pseudonymized": bool(n.get("pseudonymized")) or ref != key})
             erasures = erasures_from(found)
 
         keys_topic = getattr(settings, "topic_keys", None) or DEFAULT_KEYS_TOPIC

@@ -171,6 +171,25 @@ def test_support_page_in_a_browser(kafka_settings: Settings, tmp_path: Path) -> 
         SCREENSHOT.parent.mkdir(exist_ok=True)
         driver.set_window_size(1280, driver.execute_script("return document.body.scrollHeight") + 40)
         assert driver.save_screenshot(str(SCREENSHOT))
+
+        # erase behind the confirmation and the admin token: a tombstone the worker acts on
+        form = driver.find_element(By.ID, "erase")
+        form.find_element(By.NAME, "confirm").send_keys(SUBJECT)
+        form.find_element(By.NAME, "admin_token").send_keys(ADMIN)
+        form.find_element(By.CSS_SELECTOR, "button").click()
+        wait.until(ec.presence_of_element_located((By.ID, "erased")))
+        deadline = time.monotonic() + WAIT_S
+        doc = _export(s)
+        while len(doc["erasure"]["receipts"]) < 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            doc = _export(s)
+        assert doc["consent"]["erased"] is True and doc["consent"]["current"] is None
+        # one receipt per engine, the pseudonymized engine's found through its pseudonym's partition
+        assert sorted((r["engine"], r["pseudonymized"]) for r in doc["erasure"]["receipts"]) == [
+            ("email", False), ("offers", False), ("partner_ads", True)]
+        driver.get(f"{base}/subject?id={SUBJECT}")
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#erasure tbody tr")) == 3
+        assert "You asked us to forget you on" in driver.find_element(By.ID, "summary").text
     finally:
         if driver is not None:
             driver.quit()
