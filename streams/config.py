@@ -296,8 +296,33 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
 
+    # --- Support page (pfilter serve) -----------------------------------------
+    support_port: int = Field(
+        default=6070, ge=1, le=65535,
+        description="Port of the support page (`pfilter serve`), apart from the worker's web port.",
+    )
+    support_bind: str = Field(
+        default="127.0.0.1",
+        description="Address the support page binds to (loopback: only this machine reaches it).",
+    )
+    support_token: str | None = Field(
+        default=None, repr=False, json_schema_extra=SECRET,
+        description="Secret every request to the support page must carry (login form, or "
+        "`Authorization: Bearer`). Required by `pfilter serve`. Never logged.",
+    )
+    support_admin_token: str | None = Field(
+        default=None, repr=False, json_schema_extra=SECRET,
+        description="Second secret that `erase` on the support page needs besides the access token. "
+        "Unset: the page cannot erase.",
+    )
+    support_metrics_url: str | None = Field(
+        default=None,
+        description="Worker `/metrics` the support page's live overview reads. Unset: "
+        "`http://127.0.0.1:$PFILTER_WEB_PORT/metrics`.",
+    )
+
     @field_validator("kafka_bootstrap_servers", "schema_registry_url", "kafka_sasl_mechanism", "kek", "kek_file",
-                     mode="before")
+                     "support_token", "support_admin_token", "support_metrics_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
         return None if v == "" else v
@@ -353,6 +378,11 @@ class Settings(BaseSettings):
     def bootstrap(self) -> str:
         """The bootstrap servers to use: the given ones, else the local broker."""
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The worker metrics the support page reads: the given URL, else the local worker's."""
+        return self.support_metrics_url or f"http://127.0.0.1:{self.web_port}/metrics"
 
     @property
     def controller_port(self) -> int:
