@@ -119,6 +119,13 @@ def test_erase_receipt_with_a_worker(topics: Settings, tmp_path: Path) -> None:
         assert "pending notices cancelled: none" in text.stdout
     finally:
         w.stop()
+    # erased again with the worker gone: the earlier notices and commits must not confirm this tombstone
+    again = erase(s, SUBJECT, "--json", "--timeout", "2")
+    assert again.exit_code == 1, again.output
+    r2 = orjson.loads(again.stdout)
+    assert r2["consent_tombstone"]["offset"] > ct["offset"]
+    assert r2["worker_passed"] is False and r2["committed_offset"] == r["committed_offset"]
+    assert all(n["offset"] is None for n in r2["notices"])
     # G6: the worker logged neither subject's encrypted field values
     assert "forget@example.com" not in w.tail(10_000)
 
