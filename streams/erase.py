@@ -58,6 +58,8 @@ GROUP_POLL_S = 0.5
 REQUEST_TIMEOUT_S = 30.0
 #: Pause before asking again after a transient broker error (a leader election takes ~100 ms).
 RETRY_S = 0.2
+#: librdkafka log level of our admin clients: warnings and worse (4) still reach stderr.
+LIBRDKAFKA_LOG_LEVEL = 4
 #: The compaction settings the receipt shows, per compacted topic.
 COMPACTION_KEYS = ("min.compaction.lag.ms", "max.compaction.lag.ms", "delete.retention.ms", "segment.ms")
 
@@ -345,7 +347,7 @@ def wait_for_worker(settings: Settings, receipt: ErasureReceipt, starts: dict[in
     """Fill in the notices' offsets and ``worker_passed``, until confirmed or ``timeout_s``."""
     codec = get_codec("erasure_notice", settings.format_output, registry_url=settings.schema_registry_url)
     tomb = receipt.consent_tombstone
-    admin = AdminClient(admin_config(settings))
+    admin = _admin(settings)
     c = _reader(settings)
     t0 = time.monotonic()
     deadline = t0 + timeout_s
@@ -431,8 +433,14 @@ def scan_engines(settings: Settings, policy: Any, subject: str, key_tombstone: C
     return out
 
 
+def _admin(settings: Settings) -> AdminClient:
+    # librdkafka logs "Purging N unserved events from background queue" (level 6, info)
+    # when an admin client with finished futures is destroyed: noise under the receipt
+    return AdminClient(admin_config(settings, log_level=LIBRDKAFKA_LOG_LEVEL))
+
+
 def compaction_settings(settings: Settings) -> list[Compaction]:
-    admin = AdminClient(admin_config(settings))
+    admin = _admin(settings)
     out = []
     for topic in (settings.topic_consent, settings.topic_keys):
         res = ConfigResource(ResourceType.TOPIC, topic)

@@ -22,7 +22,8 @@ def _dur(ms: int | None) -> str:
     if s < 7200:
         return f"{s / 60:g} min"
     if s < 172_800:
-        return f"{s / 3600:.4g} h"
+        h, m = int(s // 3600), round(s % 3600 / 60)
+        return f"{h} h {m} min" if m else f"{h} h"
     return f"{s / 86400:.4g} days"
 
 
@@ -47,13 +48,15 @@ def render(out: Console, r: ErasureReceipt) -> None:
     out.print(f"  pending notices cancelled: {pending}")
     if r.scan is not None:
         s = Table(title="retained records of the subject (--scan)", title_justify="left", box=None, pad_edge=False)
-        for col in ("engine", "topic", "records", "unreadable", "plaintext", "readable (new key)"):
+        for col in ("engine", "partition", "records", "unreadable", "plaintext", "new key"):
             s.add_column(col)
         for e in r.scan:
-            s.add_row(e.engine, f"{e.topic}[{e.partition}]", str(e.records), str(e.unreadable),
+            s.add_row(e.engine, str(e.partition), str(e.records), str(e.unreadable),
                       str(e.plaintext), str(e.readable))
         out.print(s)
         if any(e.plaintext for e in r.scan):
+            out.print("  unreadable: encrypted fields under the shredded key; new key: the subject came back "
+                      "since and those records are readable again")
             out.print("  plaintext records have no encrypted field: only the erasure notice makes "
                       "engines forget them, and they stay in the topic until its retention")
     for c in r.compaction:
