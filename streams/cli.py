@@ -56,6 +56,7 @@ _LAZY = {
     "loadgen": "streams.commands.loadgen:loadgen",
     "tail": "streams.commands.tail:tail",
     "serve": "streams.commands.serve:serve",
+    "erase": "streams.commands.erase:erase",
 }
 
 
