@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from streams.config import Settings
 from streams.engine.codecs import DecodeError, get_codec
 from streams.errors import PFilterError
+from streams.kafka.clients import plain_consumer_config
 from streams.kafka.partitioner import partition_for
 from streams.transparency.records import (
     ConsentEntry,
@@ -48,9 +49,8 @@ class SourceError(PFilterError):
 
 
 def _consumer(settings: Settings) -> Consumer:
-    return Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "pfilter-transparency",
-                     "enable.auto.commit": False, "enable.partition.eof": True,
-                     "isolation.level": "read_committed"})
+    return Consumer(plain_consumer_config(settings, "pfilter-transparency", **{
+        "enable.partition.eof": True, "isolation.level": "read_committed"}))
 
 
 class _Reader:
