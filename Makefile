@@ -10,7 +10,7 @@ NATIVE_STAMP := $(VENV)/.native-stamp
 CARGO  ?= cargo
 PYTEST_ARGS ?=
 
-.PHONY: install native demo test unit test-kafka bench lint clean kafka-up kafka-down
+.PHONY: install native demo test unit test-kafka bench lint clean kafka-up kafka-down browser-deps
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,20 +31,33 @@ native: $(NATIVE_STAMP)
 
 install: $(STAMP) $(NATIVE_STAMP)
 	$(BIN)/pfilter kafka fetch
+	@# promtool for the alert-rule tests (Debian's prometheus package, unpacked
+	@# into .venv/bin; says so and goes on where apt is unavailable)
+	@deploy/tools/install-promtool.sh
 
 ## The main job: the demo against the local broker (started if needed).
 demo: install
 	$(BIN)/pfilter demo
 
+## Headless Chromium and its driver for the support page's browser test
+## (tests/integration/test_support_page.py): Debian's packages, installed as root
+## when missing; elsewhere it says what to install and the browser test fails naming it.
+browser-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing chromium and chromium-driver (apt-get)"; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; \
+	else echo "the browser test needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver (as root)"; fi
+
 ## Every test: unit, property, and integration against a real Kafka broker.
-test: install
+test: install browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Fast tests only (no broker).
 unit: $(STAMP) $(NATIVE_STAMP)
 	$(BIN)/python -m pytest -m "not kafka" $(PYTEST_ARGS)
 
-test-kafka: install
+test-kafka: install browser-deps
 	$(BIN)/python -m pytest -m kafka $(PYTEST_ARGS)
 
 bench: install

@@ -97,7 +97,7 @@ not fit, and the peers, last, share what is left equally):
    is lifted for this: a peer restoring a large consent topic pauses its
    outputs for longer). Our ratio to a peer is our events/s / its events/s:
    note that our runtimes decide three engines (offers, email, partner_ads)
-   and write a decision record per engine, and also decide purchases (larger
+   and write one decision record per event (an entry per engine), and also decide purchases (larger
    events), while the peers decide one engine and write only the emitted
    events.
 
@@ -124,6 +124,7 @@ from typing import Any
 import psutil
 
 from streams.config import PROJECT_ROOT, Settings
+from streams.kafka.clients import admin_config
 
 #: Defaults: 2M events and 1M subjects (the sizes the targets are stated for).
 #: The budget is 60 s per drain so that the whole run (three runtimes and three
@@ -378,7 +379,7 @@ class E2E:
         """Earlier e2e runs' topics, on our own local broker only (disk)."""
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.base.bootstrap})
+        admin = AdminClient(admin_config(self.base))
         old = [t for t in admin.list_topics(timeout=30).topics if t.startswith("e2e.")]
         if old:
             for fut in admin.delete_topics(old, operation_timeout=60).values():
@@ -703,7 +704,7 @@ class E2E:
             # the restore phase's group and state dir: its checkpoint makes the start quick
             changes |= {"group_id": f"e2e-{self.run_id}-fast-restore", "state_dir": self.work / "fast-restore"}
         s = self.settings(name, inputs=name, **changes)
-        admin = AdminClient({"bootstrap.servers": s.bootstrap})
+        admin = AdminClient(admin_config(s))
         fut = admin.create_topics([NewTopic(s.topic_decisions, s.partitions, s.replication_factor,
                                             config={"message.timestamp.type": "LogAppendTime"})])
         fut[s.topic_decisions].result(30)
@@ -727,14 +728,14 @@ class E2E:
             res["exit_code"] = w.stop()
         inputs = {s.topic_clickstream, s.topic_purchases}
         created: dict[tuple[str, int, int], int] = {}
-        for t, p, o, _k, _v, _h, ts in replay(s.bootstrap, sorted(inputs)):
+        for t, p, o, _k, _v, _h, ts in replay(s, sorted(inputs)):
             created[(t, p, o)] = ts
         import orjson
 
         e2e_ms: list[float] = []
         worker_ms: list[float] = []
         events_seen: set[tuple[str, int, int]] = set()
-        for _t, _p, _o, _k, v, _h, ts in replay(s.bootstrap, [s.topic_decisions], read_committed=True):
+        for _t, _p, _o, _k, v, _h, ts in replay(s, [s.topic_decisions], read_committed=True):
             d = orjson.loads(v)
             src = (d.get("source_topic"), d.get("source_partition"), d.get("source_offset"))
             c = created.get(src)  # type: ignore[arg-type]
@@ -1003,7 +1004,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         for key, row in rat.items():
             L.append(f"| {key} | " + " | ".join(f"{row.get(p):.2f}x" if row.get(p) else "-" for p in peers) + " |")
         L.append("")
-        L.append("Our runtimes decide three engines, write a decision record per engine and also decide purchases; "
+        L.append("Our runtimes decide three engines, write one decision record per event (an entry per engine) and "
+                 "also decide purchases; "
                  "the peers decide `offers` over clicks and write only what they emit.")
         L.append("")
     rf = r.get("restore_fast")

@@ -17,7 +17,8 @@ from typing import Any
 import click
 from rich.console import Console
 
-from streams.config import ConfigError, Settings, load_settings, settings_markdown
+from streams.config import ConfigError, Settings, load_settings, masked, settings_markdown
+from streams.errors import PFilterError
 
 console = Console(stderr=False)
 err = Console(stderr=True)
@@ -53,6 +54,9 @@ _LAZY = {
     "report": "streams.commands.report:report",
     "bench": "streams.commands.bench:bench",
     "loadgen": "streams.commands.loadgen:loadgen",
+    "tail": "streams.commands.tail:tail",
+    "serve": "streams.commands.serve:serve",
+    "erase": "streams.commands.erase:erase",
 }
 
 
@@ -68,6 +72,13 @@ def _load(target: str) -> click.Command | None:
 
 
 class _LazyCli(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        """Every error the filter raises on purpose ends the command with its one-line message."""
+        try:
+            return super().invoke(ctx)
+        except PFilterError as exc:
+            raise click.ClickException(str(exc)) from None
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = set(super().list_commands(ctx))
         names.update(n for n, t in _LAZY.items() if importlib.util.find_spec(t.split(":")[0]) is not None)
@@ -115,15 +126,21 @@ def kafka_fetch(c: Ctx) -> None:
     console.print(f"Kafka jars in {path}")
 
 
+def _secure_opt(f):  # noqa: ANN001
+    return click.option("--secure", is_flag=True,
+                        help="The SASL_SSL broker with ACLs (its own state dir kafka-<port>-secure).")(f)
+
+
 @kafka.command("up")
 @_port_opt
+@_secure_opt
 @click.option("--heap", "kafka_heap", help="Broker heap, e.g. 512m [PFILTER_KAFKA_HEAP].")
 @pass_ctx
-def kafka_up(c: Ctx, **flags: Any) -> None:
+def kafka_up(c: Ctx, secure: bool, **flags: Any) -> None:
     """Start the broker (or reuse the one already started) and print its address."""
     from streams.kafka.broker import BrokerError, LocalBroker
 
-    broker = LocalBroker(c.settings(**flags))
+    broker = LocalBroker(c.settings(**flags), secure=secure)
     was_running = broker.status().running
     try:
         with console.status("starting Kafka…", spinner="dots") if not was_running else _null():
@@ -132,28 +149,34 @@ def kafka_up(c: Ctx, **flags: Any) -> None:
         raise click.ClickException(str(exc)) from None
     note = "already running" if was_running else "started"
     err.print(f"[green]Kafka {note}[/] (pid {st.pid}, log {st.log_file})")
+    if secure:
+        files = broker.secure_files
+        err.print(f"SASL_SSL, SCRAM-SHA-512; principals {', '.join(u for u in files.users() if u != 'broker')}; "
+                  f"client settings per principal in {files.dir}/<principal>.env (passwords in <principal>.password)")
     click.echo(st.bootstrap)
 
 
 @kafka.command("down")
 @_port_opt
+@_secure_opt
 @pass_ctx
-def kafka_down(c: Ctx, **flags: Any) -> None:
+def kafka_down(c: Ctx, secure: bool, **flags: Any) -> None:
     """Stop the broker this project started on that port (and nothing else)."""
     from streams.kafka.broker import LocalBroker
 
-    stopped = LocalBroker(c.settings(**flags)).down()
+    stopped = LocalBroker(c.settings(**flags), secure=secure).down()
     console.print("Kafka stopped" if stopped else "no broker of ours was running")
 
 
 @kafka.command("status")
 @_port_opt
+@_secure_opt
 @pass_ctx
-def kafka_status(c: Ctx, **flags: Any) -> None:
+def kafka_status(c: Ctx, secure: bool, **flags: Any) -> None:
     """Say whether our broker runs; exit 1 when it does not."""
     from streams.kafka.broker import LocalBroker
 
-    st = LocalBroker(c.settings(**flags)).status()
+    st = LocalBroker(c.settings(**flags), secure=secure).status()
     if st.running:
         console.print(f"running: pid {st.pid}, {st.bootstrap}, data in {st.home}")
     else:
@@ -213,11 +236,7 @@ def config_cmd(c: Ctx, markdown: bool) -> None:
     if markdown:
         click.echo(settings_markdown())
         return
-    s = c.settings()
-    for name in Settings.model_fields:
-        value = getattr(s, name)
-        if "key" in name and value is not None and name != "pseudonym_key_file":
-            value = "***"
+    for name, value in masked(c.settings()).items():
         click.echo(f"{name} = {value}")
 
 

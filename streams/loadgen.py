@@ -38,6 +38,7 @@ from confluent_kafka import KafkaError, Producer
 
 from streams import population
 from streams.config import Settings
+from streams.errors import PFilterError
 from streams.kafka.clients import producer_config
 
 # --------------------------------------------------------------------------
@@ -85,7 +86,7 @@ PACE_SLEEP_S = 0.002
 PROGRESS_EVERY_S = 0.25
 
 
-class LoadgenError(ValueError):
+class LoadgenError(PFilterError, ValueError):
     """Bad arguments for a load run; the message says which."""
 
 

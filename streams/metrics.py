@@ -34,6 +34,11 @@ DECISION_LATENCY = Histogram(
     "pfilter_decision_latency_seconds", "Time from fetching a batch to its outputs being acknowledged, per batch",
     buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY,
 )
+HOLES_FILLED = Counter(
+    "pfilter_input_holes_filled_records_total",
+    "Input records the transport skipped (faust, after a rebalance), read from the broker and decided",
+    ["topic"], registry=REGISTRY,
+)
 PARTITION_STALLED = Gauge(
     "pfilter_partition_stalled_seconds",
     "Seconds an input partition with lag has made no progress (0 while it progresses or has no lag)",

@@ -29,7 +29,8 @@ pre-drawn patterns per segment, and events are spliced together from
 pre-encoded JSON fragments (customers browse in sessions, so the per-subject
 part of an event is encoded once per session, not once per event).
 
-This module imports nothing from Kafka and nothing from the engine.
+This module imports nothing from Kafka and, of the engine, only its leaf
+vocabulary (``streams.engine.vocab``: the event types).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from types import MappingProxyType
 from typing import Any
 
 import orjson
+
+from streams.engine.vocab import CLICK_EVENT_TYPES, PURCHASE_EVENT_TYPES
 
 __all__ = [
     "CATEGORIES",
@@ -111,9 +114,10 @@ CATEGORIES: tuple[str, ...] = (
     "payment",
 )
 
-#: Click event types (CONTRACT.md §3); ``purchase`` is the other event kind.
-CLICK_TYPES: tuple[str, ...] = ("page_view", "product_view", "search", "add_to_cart", "login")
-EVENT_TYPES: tuple[str, ...] = (*CLICK_TYPES, "purchase")
+#: Click event types (CONTRACT.md §3, from the engine's vocabulary); ``purchase`` is the
+#: other event kind. The order is the index order of the generator's tables.
+CLICK_TYPES: tuple[str, ...] = CLICK_EVENT_TYPES
+EVENT_TYPES: tuple[str, ...] = (*CLICK_TYPES, *PURCHASE_EVENT_TYPES)
 
 #: Jurisdictions and their share of subjects. BR, IN and CN are ones the
 #: default third-party engine may not receive (``region_blocked``).

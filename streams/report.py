@@ -1,6 +1,6 @@
 """`pfilter report SUBJECT`: "what of mine went where, and why", from the decision log.
 
-A subject's decisions are keyed by its id, so they all sit in one partition
+A subject's decision records (one per input, CONTRACT §7) are keyed by its id, so they all sit in one partition
 of the decision topic (murmur2, as every producer here partitions); the
 report reads only that partition. It shows, per engine: the purposes the
 engine relies on, events sent and the categories they carried, the time
@@ -10,14 +10,16 @@ plus inputs of the subject that went to the DLQ.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from streams.config import Settings
+from streams.kafka.clients import plain_consumer_config
 from streams.engine.codecs import get_codec
+from streams.engine.decisions import engine_views
 from streams.kafka.partitioner import partition_for
 from streams.wiring import policy_for_topics
 
@@ -36,9 +38,8 @@ class EngineReport:
     dropped: Counter = field(default_factory=Counter)
 
 
-def _read_partition(bootstrap: str, topic: str, partition: int, key: bytes) -> list[bytes]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "pfilter-report", "enable.auto.commit": False,
-                  "enable.partition.eof": True})
+def _read_partition(settings: Settings, topic: str, partition: int, key: bytes) -> list[bytes]:
+    c = Consumer(plain_consumer_config(settings, "pfilter-report", **{"enable.partition.eof": True}))
     try:
         lo, hi = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=30, cached=False)
         if hi <= lo:
@@ -63,7 +64,7 @@ def build_report(settings: Settings, subject: str) -> dict[str, Any]:
     policy = policy_for_topics(settings)
     codec = get_codec("decision_record", settings.format_output)
     key = subject.encode()
-    c = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "pfilter-report"})
+    c = Consumer(plain_consumer_config(settings, "pfilter-report"))
     try:
         md = c.list_topics(settings.topic_decisions, timeout=30)
     finally:
@@ -75,29 +76,31 @@ def build_report(settings: Settings, subject: str) -> dict[str, Any]:
     engines = {e.name: EngineReport(e.name, e.topic, list(e.relied_on), e.party) for e in policy.engines}
     dlq = Counter()
     seen: set[tuple] = set()
-    for value in _read_partition(settings.bootstrap, settings.topic_decisions, partition, key):
+    names = [e.name for e in policy.engines]
+    for value in _read_partition(settings, settings.topic_decisions, partition, key):
         d = codec.decode(value)
-        if d.get("subject_id") != subject and d.get("engine") is not None:
+        if d.get("subject_id") != subject and d.get("outcome") != "dlq":
             continue
-        ident = (d["source_topic"], d["source_partition"], d["source_offset"], d["engine"])
-        if ident in seen:  # at-least-once redelivery: count once
+        ident = (d["source_topic"], d["source_partition"], d["source_offset"])
+        if ident in seen:  # at-least-once redelivery: one decision record per input, count it once
             continue
         seen.add(ident)
-        if d["engine"] is None:
+        if d.get("outcome") == "dlq":
             dlq[d["reason"]] += 1
             continue
-        r = engines.get(d["engine"])
-        if r is None:
-            r = engines[d["engine"]] = EngineReport(d["engine"], "?", [], "?")
-        if d["outcome"] == "emitted":
-            r.sent += 1
-            r.categories.update(d["categories_sent"] or [])
-            ts = d["ts"]
-            r.first_ts = ts if r.first_ts is None else min(r.first_ts, ts)
-            r.last_ts = ts if r.last_ts is None else max(r.last_ts, ts)
-            r.consent_versions.add(d["consent_version"])
-        else:
-            r.dropped[d["reason"]] += 1
+        for v in engine_views(d, names):  # one decision per engine (shared reasons too)
+            r = engines.get(v["engine"])
+            if r is None:
+                r = engines[v["engine"]] = EngineReport(v["engine"], "?", [], "?")
+            if v["outcome"] == "emitted":
+                r.sent += 1
+                r.categories.update(v["categories_sent"] or [])
+                ts = v["ts"]
+                r.first_ts = ts if r.first_ts is None else min(r.first_ts, ts)
+                r.last_ts = ts if r.last_ts is None else max(r.last_ts, ts)
+                r.consent_versions.add(v["consent_version"])
+            else:
+                r.dropped[v["reason"]] += 1
     return {
         "subject_id": subject,
         "policy_version": policy.version,

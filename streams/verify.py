@@ -10,9 +10,13 @@ the erasure notices and the DLQ, and checks with ``streams.engine.reference``
   fields (a field the rule forbids, an altered value, or an output nobody
   decided is a violation);
 - the rule gives every ``dropped`` decision the same first failing reason;
-- G3: every input record has exactly one outcome per engine (or one ``dlq``
-  decision and a DLQ entry); at-least-once duplicates of identical decisions
-  are counted, and are violations only with ``--exactly-once``. Without it,
+- every decision record has the form of CONTRACT §7 (``decisions.record_problems``:
+  one entry per engine in policy order, or a shared reason and no entries, or a
+  ``dlq`` record without entries);
+- G3: every input record has exactly one decision record, holding one outcome
+  per engine (or one ``dlq`` record and a DLQ entry); at-least-once duplicates
+  (more than one record for an input) are counted, and are violations only
+  with ``--exactly-once``. Without it,
   an ``emitted`` decision whose output is missing is accepted only when the
   same input was decided again for that engine later (the at-least-once
   workers write decisions before outputs, so a crash between the two leaves
@@ -30,9 +34,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 
 from streams.config import Settings
+from streams.engine.decisions import engine_views, record_problems
 from streams.engine import reference
 from streams.engine.codecs import DecodeError, get_codec
 from streams.engine.policy import read_policy_file
@@ -52,11 +56,12 @@ class VerifyResult:
     violation_count: int = 0
     mismatches: int = 0            # dropped with another reason than the rule's
     unaccounted: int = 0           # inputs with a missing outcome
-    duplicates: int = 0            # repeated identical decisions/outputs (at-least-once)
+    duplicates: int = 0            # inputs' decision records beyond the first (at-least-once redelivery)
     redone: int = 0                # emitted decisions whose output a crash cut off, decided again later
     unverifiable: int = 0          # consent version no longer in the (compacted) log
     erasures_expected: int = 0
     erasures_found: int = 0
+    decision_records: int = 0      # records in the decision log (one per input, CONTRACT §7)
     exactly_once: bool = False
 
     def violate(self, msg: str) -> None:
@@ -79,7 +84,7 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
     policy = load_policy(settings)
     doc = read_policy_file(settings.policy_file)
     secret = pseudonym_secret(settings)
-    bootstrap = settings.bootstrap
+    bootstrap = settings  # replay() takes the settings: brokers and security settings
     res = VerifyResult(exactly_once=exactly_once)
     fmt_out = settings.format_output
     dec_codec = get_codec("decision_record", fmt_out)
@@ -112,10 +117,11 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
             continue
         versions[rec["subject_id"]][rec["updated_at"]] = rec
 
-    # ---- decisions, indexed by the input they are about
+    # ---- decision records (one per input, CONTRACT §7), indexed by the input they are about
     decisions: dict[tuple[str, int, int], list[dict]] = defaultdict(list)
     for *_x, value, _h, _ts in replay(bootstrap, [settings.topic_decisions], read_committed=exactly_once):
         d = dec_codec.decode(value)
+        res.decision_records += 1
         decisions[(d["source_topic"], d["source_partition"], d["source_offset"])].append(d)
 
     # ---- DLQ entries, by source coordinates
@@ -157,19 +163,26 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
             event = codecs[topic].decode(value) if value is not None else None
         except DecodeError:
             event = None
-        by_engine: dict[Any, list[dict]] = defaultdict(list)
         for d in ds:
-            by_engine[d["engine"]].append(d)
-        if None in by_engine:  # DLQ'd input
-            dl = by_engine.pop(None)
+            for problem in record_problems(d, engines):
+                res.violate(f"{where}: decision record: {problem}")
+        dl = [d for d in ds if d["outcome"] == "dlq"]
+        decided = [d for d in ds if d["outcome"] != "dlq"]
+        if dl:  # DLQ'd input
             res.outcomes[(None, "dlq", dl[0]["reason"])] += 1
             res.duplicates += len(dl) - 1
             if dlq[(topic, p, off)] == 0:
                 res.unaccounted += 1
                 res.violate(f"{where}: dlq decision but no DLQ record")
-            if by_engine:
+            if decided:
                 res.violate(f"{where}: both a dlq decision and engine decisions")
             continue
+        # exactly once: one decision record per input; at least once may decide an input again
+        res.duplicates += max(0, len(decided) - 1)
+        by_engine: dict[Any, list[dict]] = defaultdict(list)
+        for d in decided:
+            for view in engine_views(d, engines):
+                by_engine[view["engine"]].append(view)
         if event is None:
             res.unaccounted += 1
             res.violate(f"{where}: input does not decode and has no dlq decision")
@@ -180,12 +193,8 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
                 res.unaccounted += 1
                 res.violate(f"{where}: no decision for engine {engine!r}")
                 continue
-            distinct = {orjson.dumps({k: v for k, v in d.items() if k != "decided_at"}, option=orjson.OPT_SORT_KEYS)
-                        for d in got}
-            res.duplicates += len(got) - 1
-            if len(distinct) > 1 and not exactly_once:
-                # at-least-once reprocessing decides again later; each must be right on its own
-                pass
+            # at-least-once reprocessing may decide again later (under a newer consent):
+            # each decision must be right on its own
             for d in got:
                 _check_decision(res, d, event, versions, engine, doc, secret, outputs, matched_outputs, where, got)
 
@@ -220,7 +229,9 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
 def _check_decision(res: VerifyResult, d: dict, event: dict, versions: dict, engine: str, doc: dict,
                     secret: bytes | None, outputs: dict, matched: set, where: str,
                     others: list[dict] = ()) -> None:  # type: ignore[assignment]
-    """``others``: every decision about the same input and engine (``d`` among them)."""
+    """One engine's decision about an input (a view of its decision record,
+    ``decisions.engine_views``). ``others``: every such decision about the same input
+    and engine (``d`` among them)."""
     outcome, reason = d["outcome"], d["reason"]
     res.outcomes[(engine, outcome, reason)] += 1
     subject = event.get("subject_id")
@@ -278,6 +289,8 @@ def render_report(res: VerifyResult) -> str:
     lines = ["verify: " + ("PASS" if res.ok else "FAIL")]
     lines.append("inputs: " + ", ".join(f"{t}={n:,}" for t, n in sorted(res.inputs.items())))
     lines.append("outputs: " + ", ".join(f"{e}={n:,}" for e, n in sorted(res.outputs.items())))
+    lines.append(f"decision records: {res.decision_records:,} for {sum(res.inputs.values()):,} input records "
+                 f"(one per event, one per DLQ entry; valid consent records have none)")
     lines.append("outcomes (engine, outcome, reason):")
     for (engine, outcome, reason), n in sorted(res.outcomes.items(), key=lambda x: (str(x[0][0]), x[0][1], str(x[0][2]))):
         lines.append(f"  {engine or '-':12} {outcome:8} {reason or '':18} {n:>10,}")
@@ -309,4 +322,5 @@ def as_json(res: VerifyResult) -> dict:
         "unverifiable": res.unverifiable,
         "erasures_expected": res.erasures_expected,
         "erasures_found": res.erasures_found,
+        "decision_records": res.decision_records,
     }

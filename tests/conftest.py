@@ -92,6 +92,8 @@ def kafka_settings(kafka_bootstrap: str, names: Names, tmp_path: Path):
         topic_decisions=names.topic("decisions"),
         topic_erasures=names.topic("erasures"),
         topic_dlq=names.topic("dlq"),
+        topic_keys=names.topic("keys"),
+        topic_notices=names.topic("notices"),
         group_id=names.group(),
         partitions=3,
         pseudonym_key="test-secret-not-for-production",

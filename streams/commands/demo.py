@@ -60,7 +60,7 @@ def _live_table(produced: int, consent_changes: int, rate: float, m: dict, elaps
     for engine, n in sorted(m.get("pfilter_emitted_total", {}).items()):
         t.add_row(f"  emitted to {engine}", f"{n:,.0f}")
     for reason, n in sorted(m.get("pfilter_dropped_total", {}).items()):
-        t.add_row(f"  dropped: {reason}", f"{n:,.0f}")
+        t.add_row(f"  dropped (event x engine): {reason}", f"{n:,.0f}")
     dlq = sum(m.get("pfilter_dlq_total", {}).values())
     t.add_row("  to the DLQ", f"{dlq:,.0f}")
     return t
@@ -70,7 +70,7 @@ def _live_table(produced: int, consent_changes: int, rate: float, m: dict, elaps
 @click.option("--duration", type=float, default=30.0, show_default=True, help="Seconds to stream events.")
 @click.option("--rate", type=float, default=2000.0, show_default=True, help="Events per second to produce.")
 @click.option("--subjects", type=int, default=5000, show_default=True, help="Size of the consent population.")
-@click.option("--runtime", type=click.Choice(["faust", "fast"]), default=None, help="[PFILTER_RUNTIME, faust]")
+@click.option("--runtime", type=click.Choice(["faust", "fast"]), default=None, help="[PFILTER_RUNTIME, fast]")
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--keep-worker-log", is_flag=True, help="Print the worker log path at the end.")
 @click.pass_obj
@@ -135,8 +135,10 @@ def demo(c: Any, duration: float, rate: float, subjects: int, runtime: str | Non
         code = worker.stop()
     console.print(f"worker stopped (exit {code}); log: {log_file}")
 
-    console.print("verifying every input, output and decision of this run…")
-    result = run_verify(s)
+    eos = WorkerProcess(s, log_file).guarantee == "exactly_once"
+    console.print("verifying every input, output and decision of this run"
+                  + (" (read_committed; a duplicate is a violation)…" if eos else "…"))
+    result = run_verify(s, exactly_once=eos)
     console.print(render_report(result))
     if keep_worker_log:
         console.print(f"worker log: {log_file}")
@@ -148,7 +150,9 @@ def _drop_old_demo_topics(s: Any) -> None:
     """Earlier demo runs' topics, on our own local broker only (never on a given cluster)."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": s.bootstrap})
+    from streams.kafka.clients import admin_config
+
+    admin = AdminClient(admin_config(s))
     old = [t for t in admin.list_topics(timeout=30).topics if t.startswith(("demo.", "pfilter-demo-"))]
     if old:
         for fut in admin.delete_topics(old, operation_timeout=30).values():

@@ -1,4 +1,4 @@
-"""`pfilter worker`: run the filter (faust runtime by default, or the fast one)."""
+"""`pfilter worker`: run the filter (the fast runtime by default, or the faust one)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 
 
 @click.command("worker")
-@click.option("--runtime", type=click.Choice(["faust", "fast"]), help="[PFILTER_RUNTIME, faust]")
+@click.option("--runtime", type=click.Choice(["faust", "fast"]), help="[PFILTER_RUNTIME, fast]")
 @click.option("--store", type=click.Choice(["rocksdb", "memory"]), help="Consent store [PFILTER_STORE].")
 @click.option("--web-port", type=int, help="[PFILTER_WEB_PORT, 6066]")
 @click.option("--group-id", help="Consumer group / app id [PFILTER_GROUP_ID].")
@@ -23,13 +23,16 @@ def worker(c: Any, **flags: Any) -> None:
 
     s = c.settings(**flags)
     logs.setup(s.log_level)
+    from streams import production
+
+    production.enforce(s)  # PFILTER_ENV=production: unsafe settings stop the worker here, one line
     try:
         if s.runtime == "fast":
             from streams.runtime.fast import run_fast_worker
 
             run_fast_worker(s)
             return
-        if s.processing_guarantee == "exactly_once":
+        if s.guarantee == "exactly_once":
             raise click.ClickException(
                 "the faust runtime offers at_least_once only; use --runtime fast for exactly_once"
             )

@@ -50,13 +50,15 @@ import zlib
 from collections.abc import Iterable, MutableMapping, Sequence
 from typing import Any, NamedTuple
 
+from streams.engine.vocab import I64_MAX, I64_MIN
+
 # --------------------------------------------------------------- state layout
 UPDATED_AT, OFFSET, PROFILE, TIMES = range(4)
 #: Fields of a profile (``state[PROFILE]``).
 P_GRANTED, P_CATEGORIES, P_JURISDICTION, P_GPC, P_FLAGS, P_VOCAB, P_PURPOSES = range(7)
 
 #: ``expires_at`` of a grant without expiry (greater than every epoch ms).
-NO_EXPIRY = (1 << 63) - 1
+NO_EXPIRY = I64_MAX
 #: ``granted_at`` / ``expires_at`` of a purpose that is not granted.
 NOT_GRANTED = -1
 #: flag: the newest consent record was malformed; the subject has no consent.
@@ -66,7 +68,6 @@ BLOCKED = 1
 DELETED: Any = type("_Deleted", (), {"__repr__": lambda self: "DELETED", "__slots__": ()})()
 
 _STATUSES = ("granted", "denied", "withdrawn")
-_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 MAX_JURISDICTION_BYTES = 64
 
 ConsentState = tuple
@@ -195,7 +196,7 @@ class MalformedConsent(Exception):
 
 
 def _is_int(v: Any) -> bool:
-    return type(v) is int and _I64_MIN <= v <= _I64_MAX
+    return type(v) is int and I64_MIN <= v <= I64_MAX
 
 
 def _bad(msg: str, updated_at: int | None, error_class: str = "invalid_consent") -> MalformedConsent:
@@ -258,6 +259,8 @@ def parse_consent(
         if status == "granted":
             if ga is None:
                 raise _bad(f"purposes.{name}: granted without granted_at", updated_at)
+            if ea is not None and ea <= ga:  # a grant that ends before it begins: impossible
+                raise _bad(f"purposes.{name}: expires_at is not after granted_at", updated_at)
             granted |= 1 << i
             granted_at[i] = ga
             expires_at[i] = NO_EXPIRY if ea is None else ea
@@ -315,11 +318,11 @@ def parse_wellformed(
     and ``parse_consent`` turns into that same state (counting unknown purposes and
     categories the same way); returns None, counting nothing, for anything else (the
     caller then runs the codec check and ``merge``, which say what is wrong)."""
-    if type(record) is not dict or type(offset) is not int or not _I64_MIN <= offset <= _I64_MAX:
+    if type(record) is not dict or type(offset) is not int or not I64_MIN <= offset <= I64_MAX:
         return None
     get = record.get
     updated_at = get("updated_at")
-    if type(updated_at) is not int or not _I64_MIN <= updated_at <= _I64_MAX:
+    if type(updated_at) is not int or not I64_MIN <= updated_at <= I64_MAX:
         return None
     subject = get("subject_id")
     if type(subject) is not str or subject != key_subject:
@@ -340,7 +343,7 @@ def parse_wellformed(
     granted = 0
     unknown_p = 0
     pidx = vocab.purpose_index
-    lo, hi = _I64_MIN, _I64_MAX
+    lo, hi = I64_MIN, I64_MAX
     for name, entry in purposes.items():
         if type(entry) is not dict:
             return None
@@ -353,6 +356,8 @@ def parse_wellformed(
             return None
         if type(status) is not str:
             return None
+        if status == "granted" and ga is not None and ea is not None and ea <= ga:
+            return None  # ends before it begins: the codec check rejects it (any purpose, known or not)
         i = pidx.get(name)
         if status == "granted":
             if i is None:

@@ -32,114 +32,20 @@ from streams.engine.consent import (
     BLOCKED, P_CATEGORIES, P_FLAGS, P_GPC, P_GRANTED, P_JURISDICTION, P_VOCAB, PAIR, PROFILE, TIMES,
     UPDATED_AT, pair_index,
 )
-from streams.engine.policy import T_COUNTRY, T_PSEUDONYMIZE, CompiledEngine
+from streams.engine.policy import CompiledEngine, PlanEntry
+from streams.engine.shapes import compile_shape, shape_copy
+from streams.engine.vocab import (
+    ANONYMOUS, BEFORE_GRANT, EXPIRED, NO_CONSENT, NOTHING_PERMITTED, OPT_OUT, PURPOSE_DENIED, REASONS,
+    REGION_BLOCKED, T_COUNTRY, T_PSEUDONYMIZE,
+)
 
-ANONYMOUS = "anonymous"
-NO_CONSENT = "no_consent"
-PURPOSE_DENIED = "purpose_denied"
-BEFORE_GRANT = "before_grant"
-EXPIRED = "expired"
-OPT_OUT = "opt_out"
-REGION_BLOCKED = "region_blocked"
-NOTHING_PERMITTED = "nothing_permitted"
-#: Every drop reason, in the order the rule checks them.
-REASONS = (ANONYMOUS, NO_CONSENT, PURPOSE_DENIED, BEFORE_GRANT, EXPIRED, OPT_OUT, REGION_BLOCKED,
-           NOTHING_PERMITTED)
+__all__ = [
+    "ANONYMOUS", "BEFORE_GRANT", "EXPIRED", "HOUR_MS", "NO_CONSENT", "NOTHING_PERMITTED", "OPT_OUT",
+    "PURPOSE_DENIED", "REASONS", "REGION_BLOCKED", "compile_shape", "decide", "project", "project_plan",
+    "pseudonym_input", "shape_copy",
+]
 
 HOUR_MS = 3_600_000
-
-
-def shape_copy(value: Any, shape: Any) -> Any:
-    """Copy of ``value`` holding only what ``shape`` knows; None when nothing is left.
-
-    Shape None: a scalar, returned as is. Shape dict: a record; keys not in
-    the shape and None values are left out; an empty result is None. Shape
-    [sub]: an array; each element copied with ``sub``, elements that come out
-    None are left out (an empty array stays an empty array).
-    """
-    if shape is None:
-        return value
-    if type(shape) is dict:
-        if type(value) is not dict:
-            return None
-        out = {}
-        for k, sub in shape.items():
-            v = value.get(k)
-            if v is None:
-                continue
-            if sub is not None:
-                v = shape_copy(v, sub)
-                if v is None:
-                    continue
-            out[k] = v
-        return out or None
-    if type(value) is not list:
-        return None
-    sub = shape[0]
-    res = []
-    for el in value:
-        c = shape_copy(el, sub)
-        if c is not None:
-            res.append(c)
-    return res
-
-
-def compile_shape(shape: Any) -> Any:
-    """``shape_copy(value, shape)`` as a function of ``value``, generated once per shape
-    (straight-line code instead of the recursive walk); None for a scalar shape (None)."""
-    if shape is None:
-        return None
-    lines = ["def copy(v0):"]
-    counter = [0]
-
-    def var(stem: str) -> str:
-        counter[0] += 1
-        return f"{stem}{counter[0]}"
-
-    def gen(sh: Any, src: str, dst: str, ind: int) -> None:
-        pad = "    " * ind
-        if type(sh) is dict:
-            lines.append(f"{pad}if type({src}) is dict:")
-            lines.append(f"{pad}    {dst} = {{}}")
-            for k, sub in sh.items():
-                x = var("x")
-                lines.append(f"{pad}    {x} = {src}.get({k!r})")
-                lines.append(f"{pad}    if {x} is not None:")
-                if sub is None:
-                    lines.append(f"{pad}        {dst}[{k!r}] = {x}")
-                else:
-                    y = var("y")
-                    gen(sub, x, y, ind + 2)
-                    lines.append(f"{pad}        if {y} is not None:")
-                    lines.append(f"{pad}            {dst}[{k!r}] = {y}")
-            lines.append(f"{pad}    if not {dst}:")
-            lines.append(f"{pad}        {dst} = None")
-            lines.append(f"{pad}else:")
-            lines.append(f"{pad}    {dst} = None")
-        elif type(sh) is list:
-            sub = sh[0]
-            el = var("e")
-            lines.append(f"{pad}if type({src}) is list:")
-            lines.append(f"{pad}    {dst} = []")
-            lines.append(f"{pad}    for {el} in {src}:")
-            if sub is None:
-                lines.append(f"{pad}        if {el} is not None:")
-                lines.append(f"{pad}            {dst}.append({el})")
-            else:
-                c = var("c")
-                gen(sub, el, c, ind + 2)
-                lines.append(f"{pad}        if {c} is not None:")
-                lines.append(f"{pad}            {dst}.append({c})")
-            lines.append(f"{pad}else:")
-            lines.append(f"{pad}    {dst} = None")
-        else:
-            raise ValueError("a shape is None, a dict or a one-element list")
-
-    gen(shape, "v0", "r", 1)
-    lines.append("    return r")
-    namespace: dict[str, Any] = {}
-    exec(compile("\n".join(lines) + "\n", "<shape copy>", "exec"), namespace)  # noqa: S102 - our own shapes
-    return namespace["copy"]
 
 
 def pseudonym_input(value: Any) -> bytes:
@@ -206,7 +112,7 @@ def project(eng: CompiledEngine, event: dict, subject: str, allowed: int, ts: in
     return project_plan(eng, event, subject, eng.mask_plan(event.get("event_type"), allowed), ts)
 
 
-def project_plan(eng: CompiledEngine, event: dict, subject: str, plan: tuple, ts: int) -> tuple[dict | None, int]:
+def project_plan(eng: CompiledEngine, event: dict, subject: str, plan: tuple[PlanEntry, ...], ts: int) -> tuple[dict | None, int]:
     """``project`` over a plan from ``eng.mask_plan``."""
     if not plan:
         return None, 0

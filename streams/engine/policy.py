@@ -24,88 +24,33 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from streams.engine.consent import Vocabulary
+from streams.engine.shapes import (  # noqa: F401 - CONTEXT_SHAPE, EVENT_PAYLOADS: re-exported
+    CONTEXT_SHAPE, EVENT_PAYLOADS, KNOWN_FIELDS, PATHS_BY_TYPE, TEXT_FIELDS, compile_shape,
+)
+from streams.engine.vocab import ENVELOPE, T_COUNTRY, T_DROP, T_HOUR, T_KEEP, T_PSEUDONYMIZE, TRANSFORMS
 
 #: The shipped default policy (CONTRACT §8).
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policy" / "default.toml"
 
 # ------------------------------------------------------------- event vocabulary (CONTRACT §3)
-#: Always emitted (event_id, subject_id, event_type, ts) or never (anonymous_id);
-#: none of them may be put into a category.
-ENVELOPE = ("event_id", "subject_id", "anonymous_id", "event_type", "ts")
-
-_GEO = {"country": None, "region": None, "city": None, "lat": None, "lon": None}
-CONTEXT_SHAPE: dict[str, Any] = {
-    "ip": None, "user_agent": None, "device_id": None, "session_id": None, "referrer": None, "geo": _GEO,
-}
-_ITEM = {"product_id": None, "category": None, "quantity": None, "price": None}
-_ADDRESS = {"street": None, "city": None, "postal_code": None, "country": None}
-
-#: Payload fields per event type. A shape is None (a scalar, copied as is), a
-#: dict (a record: only these keys are copied, recursively) or a one-element
-#: list (an array of that shape).
-EVENT_PAYLOADS: dict[str, dict[str, Any]] = {
-    "page_view": {"url": None, "title": None},
-    "product_view": {"product_id": None, "category": None, "price": None},
-    "search": {"query": None},
-    "add_to_cart": {"product_id": None, "quantity": None},
-    "login": {"method": None},
-    "purchase": {
-        "order_id": None, "items": [_ITEM], "total": None, "currency": None,
-        "payment_method": None, "shipping_address": _ADDRESS, "email": None, "phone": None,
-    },
-}
+# ENVELOPE, the transform codes and TRANSFORMS live in streams.engine.vocab, the field shapes
+# and paths in streams.engine.shapes (all importable from here too).
 
 #: Fields that are payment data whatever category a policy puts them in.
 PAYMENT_FIELDS = frozenset({"payment_method"})
 PAYMENT_CATEGORY = "payment"
 THIRD_PARTY_PURPOSE = "third_party_sharing"
 
-# transforms
-T_KEEP, T_DROP, T_PSEUDONYMIZE, T_COUNTRY, T_HOUR = range(5)
-TRANSFORMS = {
-    "keep": T_KEEP, "drop": T_DROP, "pseudonymize": T_PSEUDONYMIZE,
-    "coarsen:country": T_COUNTRY, "coarsen:hour": T_HOUR,
-}
 #: Where the coarsening transforms make sense: records with a ``country``.
 _COUNTRY_FIELDS = frozenset({"context.geo", "shipping_address"})
-#: Fields whose values are text (strings in schemas/filtered_event.avsc): the
-#: only ones ``pseudonymize`` applies to, since a pseudonym is text.
-TEXT_FIELDS = frozenset({
-    "context.ip", "context.user_agent", "context.device_id", "context.session_id", "context.referrer",
-    "context.geo.country", "context.geo.region", "context.geo.city",
-    "url", "title", "query", "product_id", "category", "method", "order_id", "currency", "payment_method",
-    "email", "phone",
-    "shipping_address.street", "shipping_address.city", "shipping_address.postal_code", "shipping_address.country",
-})
 _HOUR_FIELDS = frozenset({"ts"})
 
 #: Pseudonyms: hex digest of HMAC-SHA256, truncated to this many hex chars (128 bits).
 PSEUDONYM_HEX_CHARS = 32
 
-
-def _paths(shape: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Every dotted path of a shape tree (records only; arrays are leaves)."""
-    out: dict[str, Any] = {}
-    for k, sub in shape.items():
-        p = prefix + k
-        out[p] = sub
-        if isinstance(sub, dict):
-            out.update(_paths(sub, p + "."))
-    return out
-
-
-_CONTEXT_PATHS = _paths({"context": CONTEXT_SHAPE})
-#: path -> shape, for every categorizable path of each event type.
-PATHS_BY_TYPE: dict[str, dict[str, Any]] = {
-    t: {**_CONTEXT_PATHS, **_paths(payload)} for t, payload in EVENT_PAYLOADS.items()
-}
-#: Every categorizable field path (the union over event types).
-KNOWN_FIELDS: dict[str, Any] = {}
-for _t in PATHS_BY_TYPE.values():
-    KNOWN_FIELDS.update(_t)
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _TOP_KEYS = {"version", "description", "purposes", "categories", "engines"}
@@ -121,17 +66,34 @@ _copiers: dict[int, Any] = {}
 
 
 def _copier(shape: Any) -> Any:
-    """The compiled copier of a shape (decide.compile_shape), one per shape object."""
+    """The compiled copier of a shape (shapes.compile_shape), one per shape object."""
     if shape is None:
         return None
     c = _copiers.get(id(shape))
     if c is None or c[0] is not shape:
-        from streams.engine.decide import compile_shape  # decide imports this module
         c = _copiers[id(shape)] = (shape, compile_shape(shape))
     return c[1]
 
 
 # ------------------------------------------------------------- compiled objects
+class PlanEntry(NamedTuple):
+    """One field of an engine's field plan (``CompiledEngine.plans``, ``mask_plan``).
+
+    ``head``/``rest``: the keys to read the value from the event; ``parents``/``leaf``:
+    where to put it in the output (the same path: input nesting is kept). In ``plans``
+    ``copy`` is the field's shape; in a ``mask_plan`` it is the shape's compiled copier
+    (None for a scalar). A NamedTuple so the projection can unpack it as fast as a tuple."""
+
+    head: str
+    rest: tuple[str, ...]
+    parents: tuple[str, ...]
+    leaf: str
+    dotted: str
+    bit: int
+    code: int
+    copy: Any
+
+
 class CompiledEngine:
     """One engine of a compiled policy. Read-only after compilation."""
 
@@ -171,7 +133,7 @@ class CompiledEngine:
             if full is None:
                 full = self.default_plan
             # entries as in ``plans``, the shape replaced by its compiled copier
-            plan = tuple(entry[:7] + (_copier(entry[7]),) for entry in full if allowed & entry[5])
+            plan = tuple(entry._replace(copy=_copier(entry.copy)) for entry in full if allowed & entry.bit)
             if len(self._mask_plans) < 4096:  # event types come from validated input: few
                 self._mask_plans[k] = plan
         return plan
@@ -489,9 +451,7 @@ def _compile_engine(
     key = engine_key(secret, name) if secret else hashlib.sha256(b"unused/" + name.encode()).digest()
     e._mac = hmac.new(key, digestmod=hashlib.sha256)
 
-    # field plans: (head, rest, parents, leaf, dotted path, category bit, transform, shape)
-    # head/rest: the keys to read the value from the event; parents/leaf: where to
-    # put it in the output (the same path: input nesting is kept).
+    # field plans: PlanEntry(head, rest, parents, leaf, dotted path, category bit, transform, shape)
     def plan_for(paths: Mapping[str, Any]) -> tuple:
         entries = []
         for cname in e.categories:  # policy's may_receive order, then the category's field order
@@ -504,7 +464,7 @@ def _compile_engine(
                 if code == T_DROP:
                     continue
                 parts = tuple(f.split("."))
-                entries.append((parts[0], parts[1:], parts[:-1], parts[-1], f, cbit[cname], code, paths[f]))
+                entries.append(PlanEntry(parts[0], parts[1:], parts[:-1], parts[-1], f, cbit[cname], code, paths[f]))
         return tuple(entries)
 
     e.plans = {t: plan_for(paths) for t, paths in PATHS_BY_TYPE.items()}

@@ -133,46 +133,78 @@ def expected(
     event: dict, consent: dict | None, engine_name: str, policy: dict, now_ms: int, secret: bytes | None,
 ) -> tuple[str, Any]:
     """``("emitted", output_dict)`` or ``("dropped", reason)`` for one event and engine."""
+    outcome, what, _categories = _expected(event, consent, engine_name, policy, now_ms, secret)
+    return outcome, what
+
+
+def expected_decision(
+    event: dict, consent: dict | None, policy: dict, now_ms: int, secret: bytes | None,
+) -> dict[str, Any]:
+    """The decision part of the input's one decision record (CONTRACT §7):
+    ``{"outcome": "decided", "reason": ..., "engines": [...]}``.
+
+    When step 1 of the rule fails (no subject: ``anonymous``; no consent:
+    ``no_consent``) no engine is tried: ``reason`` says which and ``engines`` is
+    empty. Otherwise ``reason`` is None and ``engines`` holds, for every engine in
+    the policy's order, ``{"engine", "outcome", "reason", "categories_sent"}``:
+    the categories (in the policy's order) whose fields the output carries."""
+    if event.get("subject_id") is None:
+        return {"outcome": "decided", "reason": "anonymous", "engines": []}
+    if consent is None:
+        return {"outcome": "decided", "reason": "no_consent", "engines": []}
+    entries = []
+    for engine in policy["engines"]:
+        outcome, what, categories = _expected(event, consent, engine["name"], policy, now_ms, secret)
+        entries.append({"engine": engine["name"], "outcome": outcome,
+                        "reason": None if outcome == "emitted" else what, "categories_sent": categories})
+    return {"outcome": "decided", "reason": None, "engines": entries}
+
+
+def _expected(
+    event: dict, consent: dict | None, engine_name: str, policy: dict, now_ms: int, secret: bytes | None,
+) -> tuple[str, Any, list[str]]:
+    """``expected`` plus the categories sent (empty for a drop)."""
     engine = _engine(policy, engine_name)
     ts = event["ts"]
 
     # 1. subject and consent
     subject = event.get("subject_id")
     if subject is None:
-        return ("dropped", "anonymous")
+        return ("dropped", "anonymous", [])
     if consent is None:
-        return ("dropped", "no_consent")
+        return ("dropped", "no_consent", [])
 
     # 2. purposes: granted, then granted at or before ts, then not expired
     purposes = consent.get("purposes") or {}
     needs = engine["needs"]
     for p in needs:
         if (purposes.get(p) or {}).get("status") != "granted":
-            return ("dropped", "purpose_denied")
+            return ("dropped", "purpose_denied", [])
     for p in needs:
         if not purposes[p]["granted_at"] <= ts:
-            return ("dropped", "before_grant")
+            return ("dropped", "before_grant", [])
     for p in needs:
         expires_at = purposes[p].get("expires_at")
         if expires_at is not None and not (now_ms < expires_at and ts < expires_at):
-            return ("dropped", "expired")
+            return ("dropped", "expired", [])
 
     # 3. third parties: opt-out signal, then the sharing purpose
     if engine["party"] == "third":
         if consent["gpc"]:
-            return ("dropped", "opt_out")
+            return ("dropped", "opt_out", [])
         if (purposes.get("third_party_sharing") or {}).get("status") != "granted":
-            return ("dropped", "purpose_denied")
+            return ("dropped", "purpose_denied", [])
 
     # 4. jurisdiction
     if engine["jurisdictions"] != "any" and consent["jurisdiction"] not in engine["jurisdictions"]:
-        return ("dropped", "region_blocked")
+        return ("dropped", "region_blocked", [])
 
     # 5. projection
     transforms = engine.get("transforms", {})
     granted_categories = [c for c, v in (consent.get("categories") or {}).items() if v is True]
     out: dict[str, Any] = {}
     something = False
+    sent: list[str] = []
     for category, fields in policy["categories"].items():
         if category == "payment":
             continue
@@ -198,8 +230,10 @@ def expected(
                 value = {"country": value["country"]}
             _put(out, path, value)
             something = True
+            if category not in sent:
+                sent.append(category)
     if not something:
-        return ("dropped", "nothing_permitted")
+        return ("dropped", "nothing_permitted", [])
 
     if engine.get("subject", "keep") == "pseudonymize":
         subject_out = pseudonym(secret, engine_name, subject)
@@ -216,7 +250,7 @@ def expected(
     result["policy_version"] = policy["version"]
     result["purposes"] = relied
     result["engine"] = engine_name
-    return ("emitted", result)
+    return ("emitted", result, sent)
 
 
 def _leaves(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -6,6 +6,8 @@ outside the repository, and we run ``kafka.Kafka`` with a generated
 ``server.properties``. Each client port gets its own directory under the state
 dir (``kafka-<port>/``: data, config, pid, log), so a test broker and a demo
 broker can coexist and ``down`` only ever stops the process it started.
+``secure=True`` (`pfilter kafka up --secure`) runs the SASL_SSL variant with
+ACLs described in ``streams/kafka/secure.py``, in ``kafka-<port>-secure/``.
 
 Nothing here logs record contents; the broker's own output goes to
 ``broker.log`` in that directory.
@@ -24,7 +26,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Any
+
 from streams.config import Settings
+from streams.errors import PFilterError
 
 POM = Path(__file__).with_name("pom.xml")
 
@@ -54,7 +59,7 @@ logger.broker.level = INFO
 """
 
 
-class BrokerError(RuntimeError):
+class BrokerError(PFilterError, RuntimeError):
     """The local broker could not be fetched, started or stopped; the message says why."""
 
 
@@ -83,12 +88,37 @@ def _cluster_id() -> str:
 class LocalBroker:
     """Lifecycle of the project's own broker for one client port."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, secure: bool = False) -> None:
         self.settings = settings
+        self.secure = secure
         self.port = settings.kafka_port
         self.controller_port = settings.controller_port
-        self.home = Path(settings.state_dir) / f"kafka-{self.port}"
+        self.home = Path(settings.state_dir) / (f"kafka-{self.port}-secure" if secure else f"kafka-{self.port}")
         self.jars = settings.jars_dir
+
+    # ------------------------------------------------------------------ secure
+    @property
+    def secure_files(self):  # -> secure.SecureFiles
+        from streams.kafka import secure
+
+        return secure.SecureFiles(self.home / "secure")
+
+    def client_settings(self, user: str | None = None, base: Settings | None = None) -> Settings:
+        """``base`` (default: this broker's settings) pointed at this broker; on a secure
+        one authenticated as ``user`` (default: admin)."""
+        changes: dict[str, Any] = {"kafka_bootstrap_servers": self.bootstrap}
+        if self.secure:
+            from streams.kafka import secure
+
+            changes |= secure.client_settings(self.secure_files, user or secure.ADMIN)
+        else:  # our plaintext broker, whatever the settings say about other clusters
+            changes |= {"kafka_security_protocol": "PLAINTEXT", "kafka_sasl_mechanism": None}
+        return (base or self.settings).model_copy(update=changes)
+
+    def _engine_topics(self) -> dict[str, str]:
+        from streams.wiring import policy_for_topics
+
+        return {e.name: e.topic for e in policy_for_topics(self.settings).engines}
 
     # ------------------------------------------------------------------ paths
     @property
@@ -163,7 +193,7 @@ class LocalBroker:
         """Start the broker, or reuse the one this state dir already runs."""
         st = self.status()
         if st.running:
-            _wait_ready(self.bootstrap, st.pid, self.log_file, timeout)
+            _wait_ready(self._admin_config(), st.pid, self.log_file, timeout)
             return st
         for port, what in ((self.port, "PFILTER_KAFKA_PORT"), (self.controller_port, "PFILTER_KAFKA_CONTROLLER_PORT")):
             if not _port_free(port):
@@ -177,7 +207,14 @@ class LocalBroker:
             raise BrokerError("Java (java) is not on PATH: the local broker needs a JDK/JRE 17+.")
         self.fetch()
         self.home.mkdir(parents=True, exist_ok=True)
-        self._write_config()
+        extra: dict[str, str] = {}
+        if self.secure:
+            from streams.kafka import secure
+
+            users = [secure.WORKER, *(secure.engine_user(e) for e in self._engine_topics())]
+            files = secure.prepare(self.home, users)
+            extra = secure.server_properties(files, self.port, self.controller_port)
+        self._write_config(extra)
         if not (self.data_dir / "meta.properties").exists():
             self._format(java)
         log = open(self.log_file, "ab")
@@ -195,13 +232,33 @@ class LocalBroker:
         log.close()
         self.pid_file.write_text(str(proc.pid))
         try:
-            _wait_ready(self.bootstrap, proc.pid, self.log_file, timeout)
+            _wait_ready(self._admin_config(), proc.pid, self.log_file, timeout)
+            if self.secure:
+                self._set_up_acls()
         except BrokerError:
             self._kill(proc.pid)
             raise
         return self.status()
 
-    def _write_config(self) -> None:
+    def _admin_config(self) -> dict[str, Any]:
+        from streams.kafka.clients import base_config
+
+        return base_config(self.client_settings())
+
+    def _set_up_acls(self) -> None:
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+
+        from streams.kafka import secure
+
+        admin = AdminClient(self._admin_config())
+        try:
+            secure.apply_acls(admin, secure.acl_bindings(self.settings, self._engine_topics()))
+        except KafkaException as exc:
+            raise BrokerError(f"creating the ACLs failed: {exc.args[0].str()}") from None
+        secure.write_env_files(self.secure_files)
+
+    def _write_config(self, extra: dict[str, str] | None = None) -> None:
         cfg = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -226,15 +283,24 @@ class LocalBroker:
             # compaction must actually run for the erasure deadline to hold
             "log.cleaner.enable": "true",
             "log.cleaner.backoff.ms": "5000",
+            **(extra or {}),
         }
-        self.config_file.write_text("".join(f"{k}={v}\n" for k, v in cfg.items()))
+        # 0600: a secure broker's file holds its inter-broker password and key password
+        fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(f"{k}={v}\n" for k, v in cfg.items()))
         (self.home / "log4j2.properties").write_text(_LOG4J2)
 
     def _format(self, java: str) -> None:
         cluster_id = _cluster_id()
+        scram: list[str] = []
+        if self.secure:
+            from streams.kafka import secure
+
+            scram = secure.scram_args(self.secure_files)
         proc = subprocess.run(
             [java, "-cp", f"{self.jars}/*", "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(self.config_file), "--standalone"],
+             "-t", cluster_id, "-c", str(self.config_file), "--standalone", *scram],
             capture_output=True, text=True,
         )
         with open(self.log_file, "a") as fh:
@@ -325,11 +391,13 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-def _wait_ready(bootstrap: str, pid: int | None, log_file: Path, timeout: float) -> None:
-    """Wait until the broker answers a metadata request (not merely accepts TCP)."""
+def _wait_ready(config: dict[str, Any], pid: int | None, log_file: Path, timeout: float) -> None:
+    """Wait until the broker answers a metadata request (not merely accepts TCP).
+
+    ``config``: the client config to ask with (the admin's, on a secure broker)."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "logger": _silent})
+    admin = AdminClient({**config, "log_level": 0, "logger": _silent})
     deadline = time.monotonic() + timeout
     while True:
         if pid is not None and not _alive(pid):

@@ -13,13 +13,16 @@ from collections.abc import Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from streams.config import Settings
+from streams.kafka.clients import plain_consumer_config
+
 #: Records fetched per consume() call: large batches keep the Python overhead
 #: per record low when replaying millions of decisions.
 _BATCH = 5000
 
 
 def replay(
-    bootstrap: str,
+    source: Settings | str,
     topics: list[str],
     *,
     read_committed: bool = False,
@@ -27,15 +30,16 @@ def replay(
 ) -> Iterator[tuple[str, int, int, bytes | None, bytes | None, list | None, int]]:
     """Yield (topic, partition, offset, key, value, headers, timestamp_ms) for every record.
 
+    ``source``: the Settings (brokers and security settings), or a bare
+    bootstrap string for a PLAINTEXT broker (the tests' local one).
     Missing topics yield nothing. Raises TimeoutError if the end is not reached.
     """
-    c = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"pfilter-replay-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "isolation.level": "read_committed" if read_committed else "read_uncommitted",
-        "enable.partition.eof": True,
-    })
+    settings = source if isinstance(source, Settings) else Settings(kafka_bootstrap_servers=source)
+    c = Consumer(plain_consumer_config(
+        settings, f"pfilter-replay-{uuid.uuid4().hex[:8]}",
+        **{"isolation.level": "read_committed" if read_committed else "read_uncommitted",
+           "enable.partition.eof": True},
+    ))
     try:
         md = c.list_topics(timeout=30)
         ends: dict[tuple[str, int], int] = {}

@@ -26,6 +26,8 @@ from typing import Any
 from confluent_kafka import OFFSET_END, OFFSET_INVALID, Consumer, KafkaError, TopicPartition
 
 from streams import metrics
+from streams.config import Settings
+from streams.kafka.clients import plain_consumer_config
 from streams.logs import kv
 
 log = logging.getLogger(__name__)
@@ -43,19 +45,15 @@ READ_TIMEOUT_S = 30.0
 class ConsentSideReader:
     """Blocking Kafka calls for the barrier; run them in a thread."""
 
-    def __init__(self, bootstrap: str, topic: str, group_id: str) -> None:
-        self.topic = topic
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topic_consent
+        group_id = settings.group_id
         # Same group id as the faust app only to read its committed offsets;
         # this consumer never subscribes, so it never joins the group.
-        self._meta = Consumer({
-            "bootstrap.servers": bootstrap, "group.id": group_id,
-            "enable.auto.commit": False, "isolation.level": "read_uncommitted",
-        })
-        self._reader = Consumer({
-            "bootstrap.servers": bootstrap, "group.id": f"{group_id}.barrier",
-            "enable.auto.commit": False, "enable.partition.eof": True,
-            "isolation.level": "read_uncommitted", "fetch.wait.max.ms": 10,
-        })
+        self._meta = Consumer(plain_consumer_config(settings, group_id, **{"isolation.level": "read_uncommitted"}))
+        self._reader = Consumer(plain_consumer_config(settings, f"{group_id}.barrier", **{
+            "enable.partition.eof": True, "isolation.level": "read_uncommitted", "fetch.wait.max.ms": 10,
+        }))
 
     def ends(self, partitions: list[int]) -> dict[int, int]:
         """End offset of each consent partition, asked of the broker now: one ListOffsets
@@ -74,12 +72,30 @@ class ConsentSideReader:
         tps = self._meta.committed([TopicPartition(self.topic, p) for p in partitions], timeout=10)
         return {tp.partition: -1 if tp.offset == OFFSET_INVALID or tp.offset < 0 else tp.offset for tp in tps}
 
-    def read(self, partition: int, start: int, end: int) -> list[tuple]:
-        """Consent records with start <= offset < end as engine InputRecords."""
+    def starts(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Where the group resumes each input partition: its committed offset, or the log
+        start where it has none (the app reads from the earliest offset then)."""
+        got = self._meta.committed([TopicPartition(t, p) for t, p in tps], timeout=10)
+        out = {}
+        for tp in got:
+            if tp.error is not None:
+                raise RuntimeError(f"committed offsets unavailable: {tp.error.name()}")
+            off = tp.offset
+            if off == OFFSET_INVALID or off < 0:
+                off, _high = self._meta.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
+            out[(tp.topic, tp.partition)] = off
+        return out
+
+    def read(self, partition: int, start: int, end: int, topic: str | None = None) -> list[tuple]:
+        """Records of ``topic`` (default: consent) with start <= offset < end as engine
+        InputRecords. A record at ``end - 1`` or beyond, or the partition's end, stops
+        the read, so a range whose last offsets hold no record (transaction markers)
+        still ends."""
         out: list[tuple] = []
         if start >= end:
             return out
-        self._reader.assign([TopicPartition(self.topic, partition, start)])
+        topic = topic or self.topic
+        self._reader.assign([TopicPartition(topic, partition, start)])
         deadline = time.monotonic() + READ_TIMEOUT_S
         try:
             while time.monotonic() < deadline:
@@ -96,10 +112,10 @@ class ConsentSideReader:
                     if off >= end:
                         return out
                     ts = m.timestamp()[1]
-                    out.append((self.topic, partition, off, m.key(), m.value(), m.headers(), ts))
+                    out.append((topic, partition, off, m.key(), m.value(), m.headers(), ts))
                     if off >= end - 1:
                         return out
-            raise TimeoutError(f"barrier read of consent partition {partition} timed out")
+            raise TimeoutError(f"side read of {topic} partition {partition} timed out")
         finally:
             self._reader.unassign()
 

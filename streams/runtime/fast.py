@@ -50,9 +50,10 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, Consum
 from streams import metrics, wiring
 from streams.config import Settings
 from streams.kafka.admin import require_copartitioned
-from streams.kafka.clients import consumer_config, output_producer_config
+from streams.kafka.clients import consumer_config, output_producer_config, plain_consumer_config
 from streams.logs import kv
 from streams.runtime.sink import produce_records, split_audit_first
+from streams.runtime.stall import StallWatch
 from streams.runtime.web import serve
 
 log = logging.getLogger("streams.runtime.fast")
@@ -76,7 +77,7 @@ class FastWorker:
         self.partitions = require_copartitioned(settings)
         self.filter = make(None)
         self.policy = self.filter.policy
-        self.eos = settings.processing_guarantee == "exactly_once"
+        self.eos = settings.guarantee == "exactly_once"
         self.instance = settings.instance_id or f"{socket.gethostname()}-{settings.web_port}"
         self.ckpt_dir = Path(settings.state_dir) / "fast" / settings.group_id
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -103,6 +104,7 @@ class FastWorker:
         self._in_txn = False
         self._failed = False  # after an error nothing more is committed
         self._last_commit = time.monotonic()
+        self.stalls = StallWatch(settings.stall_timeout_s)
 
         self.consumer = Consumer(consumer_config(settings, **{
             "partition.assignment.strategy": "range",
@@ -111,27 +113,24 @@ class FastWorker:
             "max.partition.fetch.bytes": 4_194_304,
             "queued.max.messages.kbytes": 262_144,
             "max.poll.interval.ms": 300_000,
+            "session.timeout.ms": settings.session_timeout_ms,
+            # a third of the session: two heartbeats may be lost before the member is
+            "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 3),
         }))
-        self.consent_consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap,
-            "group.id": f"{settings.group_id}.consent-reader",  # never subscribes, never commits
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "fetch.max.bytes": 52_428_800,
-            "max.partition.fetch.bytes": 8_388_608,
-            "fetch.wait.max.ms": 10,
-        })
+        self.consent_consumer = Consumer(plain_consumer_config(
+            settings, f"{settings.group_id}.consent-reader", **{  # never subscribes, never commits
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "fetch.max.bytes": 52_428_800,
+                "max.partition.fetch.bytes": 8_388_608,
+                "fetch.wait.max.ms": 10,
+            }))
         # End offsets are asked on a connection of their own: the broker answers a
         # connection's requests in order, so on the consent consumer's connection the
         # ListOffsets request would wait behind that consumer's fetch long-poll
         # (measured: ~5 ms per batch instead of ~0.2 ms).
-        self.offsets_client = Consumer({
-            "bootstrap.servers": settings.bootstrap,
-            "group.id": f"{settings.group_id}.consent-ends",  # never subscribes, never commits
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        })
+        self.offsets_client = Consumer(plain_consumer_config(
+            settings, f"{settings.group_id}.consent-ends", **{"isolation.level": "read_committed"}))
         extra: dict[str, Any] = {}
         if self.eos:
             extra = {"transactional.id": f"{settings.group_id}.{self.instance}",
@@ -198,9 +197,12 @@ class FastWorker:
     def _on_lost(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         # No longer a member: offsets can't be committed. With exactly_once the open
         # transaction is aborted (its outputs are never seen); the next owner redoes them.
-        if self.eos and self._in_txn:
+        aborted = self.eos and self._in_txn
+        if aborted:
             self.producer.abort_transaction(30)
             self._in_txn = False
+        log.warning("partitions lost (no longer a group member) %s", kv(partitions=len(parts),
+                                                                        open_transaction_aborted=aborted))
         self._event_next.clear()
         self._uncommitted_in.clear()
         self._batch_started.clear()
@@ -216,6 +218,7 @@ class FastWorker:
             self.consent_high.pop(p, None)
             self._consent_committed.pop(p, None)
         self._event_next = {tp: o for tp, o in self._event_next.items() if tp[1] not in gone}
+        self.stalls.forget([(t, p) for t in self.event_topics for p in gone])
         self._reassign_consent()
         log.info("partitions revoked %s", kv(partitions=len(gone)))
 
@@ -333,7 +336,9 @@ class FastWorker:
 
     def _record_lag(self) -> None:
         """Consumer lag per input partition read since the last commit: the high watermark
-        of the last fetch response (cached by the client, no request) minus the next offset."""
+        of the last fetch response (cached by the client, no request) minus the next offset.
+        Every owned partition also feeds the stall watch, read or not: a partition the
+        client stopped fetching is exactly the one that is not read."""
         for (t, p), nxt in self._event_next.items():
             try:
                 _lo, hi = self.consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
@@ -341,6 +346,19 @@ class FastWorker:
                 continue
             if hi >= 0:
                 metrics.CONSUMER_LAG.labels(t, str(p)).set(max(0, hi - nxt))
+        try:
+            owned = self.consumer.position(self.consumer.assignment())
+        except KafkaException:
+            return
+        for tp in owned:
+            if tp.offset < 0:
+                continue  # not fetched yet since the assignment
+            try:
+                _lo, hi = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if hi >= 0:
+                self.stalls.observe((tp.topic, tp.partition), tp.offset, hi)
 
     def _commit(self) -> None:
         """Make everything produced since the last commit durable together with the input
@@ -426,7 +444,7 @@ class FastWorker:
             self.producer.init_transactions(60)
         self.consumer.subscribe(self.event_topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
-        web = serve(s.web_bind, s.web_port, lambda: self.ready)
+        web = serve(s.web_bind, s.web_port, lambda: self.ready and self.stalls.healthy())
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "running", False))
         log.info("fast runtime started %s", kv(group=s.group_id, eos=self.eos, partitions=self.partitions,

@@ -37,9 +37,12 @@ from faust.types import TP
 
 from streams import metrics, wiring
 from streams.config import Settings, load_settings
+from streams.kafka import clients
 from streams.kafka.admin import require_copartitioned
 from streams.logs import kv
 from streams.runtime.barrier import ConsentSideReader, RevocationBarrier
+from streams.runtime.continuity import OffsetContinuity
+from streams.runtime.stall import StallWatch
 from streams.runtime.sink import DeliveryError, Sink
 from streams.runtime.stores import PendingWrites, TablePartitionView, apply_to_store, changelog_topic
 
@@ -48,6 +51,10 @@ log = logging.getLogger("streams.runtime.faust")
 
 #: Exit status of a worker whose agent failed (EX_SOFTWARE).
 AGENT_FAILED_EXIT = 70
+#: How often owned input partitions are checked for lag without progress: a stall
+#: is reported within a second of crossing PFILTER_STALL_TIMEOUT_S, at the cost of
+#: one pass over the assignment (no broker request).
+STALL_CHECK_S = 1.0
 
 
 def _fail_stop(name: str) -> Callable[[Callable[..., Awaitable[None]]], Callable[..., Awaitable[None]]]:
@@ -100,6 +107,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     app = faust.App(
         settings.group_id,
         broker=_broker_url(settings.bootstrap),
+        broker_credentials=clients.faust_credentials(settings),  # TLS/SASL, as every client (None: PLAINTEXT)
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         datadir=str(datadir),
         processing_guarantee="at_least_once",
@@ -111,9 +119,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
         web_port=settings.web_port,
         # commit every second: bounds re-processing after a crash to ~1 s of input
         broker_commit_interval=1.0,
-        # a crashed worker's partitions move after 10 s instead of faust's default 60 s
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=3.0,
+        # a crashed worker's partitions move after PFILTER_SESSION_TIMEOUT_MS (10 s)
+        # instead of faust's default 60 s; heartbeats at a third of it
+        broker_session_timeout=settings.session_timeout_ms / 1000,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_ms / 3000),
         # deep enough that a full batch plus the next fetch fit; the barrier never
         # waits on the consent agent for long, so a full buffer cannot deadlock it
         stream_buffer_maxsize=max(4 * settings.batch_size, 8192),
@@ -147,7 +156,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     sink = Sink(settings)
     writer = filt_factory(None)  # the consent agent's engine: its store is given per batch
-    reader = ConsentSideReader(settings.bootstrap, settings.topic_consent, settings.group_id)
+    reader = ConsentSideReader(settings)
 
     def apply_ahead(records: list[tuple], store: Any) -> None:
         # Read-ahead for the barrier: state only. Erasure notices and DLQ entries
@@ -197,23 +206,64 @@ def create_app(settings: Settings | None = None) -> faust.App:
     deciders: dict[int, Any] = {}
     deliveries = frozenset(e.topic for e in writer.policy.engines)  # written after the audit trail
 
+    continuity = OffsetContinuity()
+    stalls = StallWatch(settings.stall_timeout_s)
+    input_topics = (settings.topic_clickstream, settings.topic_purchases)
+
+    async def ensure_started(tps: list[tuple[str, int]]) -> None:
+        """Start positions (committed offsets) of partitions seen first since an assignment."""
+        unknown = [tp for tp in tps if not continuity.known(tp)]
+        if unknown:
+            for tp, off in (await loop_run(reader.starts, unknown)).items():
+                if not continuity.known(tp):  # the agent or the timer may have got there first
+                    continuity.start(tp, off)
+
+    async def loop_run(fn: Callable, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def fill_holes(by_tp: dict[tuple[str, int], list[tuple]]) -> tuple[dict[int, list[tuple]], list]:
+        """Per partition, the batch's records in offset order with any hole the transport left
+        read from the broker first (streams.runtime.continuity), stale redeliveries removed."""
+        await ensure_started(list(by_tp))
+        by_partition: dict[int, list[tuple]] = {}
+        holes = []
+        for tp, recs in by_tp.items():
+            found, keep = continuity.plan(tp, [r[2] for r in recs])
+            kept = [recs[i] for i in keep]
+            for hole in found:
+                got = await loop_run(reader.read, hole.partition, hole.start, hole.end, hole.topic)
+                metrics.HOLES_FILLED.labels(hole.topic).inc(len(got))
+                log.warning("input records the transport skipped, read from the broker %s", kv(
+                    topic=hole.topic, partition=hole.partition, start=hole.start, end=hole.end, records=len(got)))
+                kept.extend(got)
+                holes.append(hole)
+            if len(kept) != len(recs) or found:
+                kept.sort(key=lambda r: r[2])
+            by_partition.setdefault(tp[1], []).extend(kept)
+        return by_partition, holes
+
     @app.agent(event_topic, name="events")
     @_fail_stop("events")
     async def event_agent(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_timeout_ms / 1000):
             t0 = time.perf_counter()
-            by_partition: dict[int, list[tuple]] = {}
-            counts: dict[str, int] = {}
-            last_offsets: dict[tuple[str, int], int] = {}
+            by_tp: dict[tuple[str, int], list[tuple]] = {}
             for event in batch:
                 m = event.message
-                by_partition.setdefault(m.partition, []).append(
+                by_tp.setdefault((m.topic, m.partition), []).append(
                     (m.topic, m.partition, m.offset, m.key, m.value, m.headers, int(m.timestamp * 1000))
                 )
-                counts[m.topic] = counts.get(m.topic, 0) + 1
-                last_offsets[(m.topic, m.partition)] = m.offset + 1
+            by_partition, holes = await fill_holes(by_tp)
+            counts: dict[str, int] = {}
+            last_offsets: dict[tuple[str, int], int] = {}
+            for records in by_partition.values():
+                for r in records:
+                    counts[r[0]] = counts.get(r[0], 0) + 1
+                    last_offsets[(r[0], r[1])] = r[2] + 1
             out: list[tuple] = []
             t1 = time.perf_counter()
+            if not by_partition:
+                continue  # only stale redeliveries: decided before
             stores = await barrier.stores_for(list(by_partition))
             t2 = time.perf_counter()
             for p, records in by_partition.items():
@@ -235,16 +285,37 @@ def create_app(settings: Settings | None = None) -> faust.App:
                     metrics.CONSUMER_LAG.labels(topic, str(p)).set(max(0, hw - nxt))
             t3 = time.perf_counter()
             await sink.send_async(out, deliveries)
+            for hole in holes:
+                # decided and acknowledged: faust may commit past the hole now (it treats a
+                # gap as consumed; without this its commits for the partition stall)
+                await app.consumer._add_gap(TP(hole.topic, hole.partition), hole.start, hole.end - 1)
             t4 = time.perf_counter()
             metrics.DECISION_LATENCY.observe(t4 - t0)
             stage("barrier", t2 - t1)
             stage("decide", t3 - t2)
             stage("send", t4 - t3)
 
+    @app.timer(interval=STALL_CHECK_S)
+    async def watch_stalls() -> None:
+        """Lag without progress per owned input partition (the agent may get nothing at all
+        for a stalled one, so this runs on a timer, not in the agent)."""
+        if app.rebalancing:
+            return
+        tps = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in input_topics]
+        await ensure_started(tps)
+        for t, p in tps:
+            hw = app.consumer.highwater(TP(t, p))  # cached from the last fetch response
+            pos = continuity.position((t, p))
+            if hw is not None and hw >= 0 and pos is not None:
+                stalls.observe((t, p), pos, hw)
+
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: faust.App, revoked: set, **kw: Any) -> None:  # noqa: ARG001
         metrics.READY.set(0)
         barrier.forget({tp.partition for tp in revoked if tp.topic == settings.topic_consent})
+        gone = [(tp.topic, tp.partition) for tp in revoked]
+        continuity.forget(gone)
+        stalls.forget([tp for tp in gone if tp[0] in input_topics])
         deciders.clear()
         log.info("partitions revoked %s", kv(count=len(revoked)))
 
@@ -262,9 +333,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        ready = app.tables.recovery.completed.is_set() and not app.rebalancing
+        stalled = stalls.stalled()
+        ready = app.tables.recovery.completed.is_set() and not app.rebalancing and not stalled
         metrics.READY.set(1 if ready else 0)
-        return web.json({"ready": ready}, status=200 if ready else 503)
+        body: dict[str, Any] = {"ready": ready}
+        if stalled:
+            body["stalled_partitions"] = [f"{t}/{p}" for t, p in sorted(stalled)]
+        return web.json(body, status=200 if ready else 503)
 
     @app.on_before_shutdown.connect
     async def on_shutdown(app_: faust.App, **kw: Any) -> None:  # noqa: ARG001

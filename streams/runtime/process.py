@@ -40,6 +40,11 @@ class WorkerProcess:
         return self
 
     @property
+    def guarantee(self) -> str:
+        """The processing guarantee the child runs with (its runtime's default unless set)."""
+        return self.settings.model_copy(update={"runtime": self.runtime}).guarantee
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.settings.web_port}"
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streams.config import Settings
+from streams.errors import PFilterError
 from streams.kafka.clients import output_producer_config, producer_config
 
 #: Upper bound for one flush. A healthy local broker acks a batch in
@@ -39,9 +40,26 @@ def split_audit_first(records: Sequence[tuple], deliveries: frozenset[str]) -> t
     return audit, delivered
 
 
+#: A DLQ entry carries the original bytes, but a poison record can be larger than a
+#: producer may send (librdkafka's message.max.bytes, 1,000,000 by default): such an
+#: entry keeps its first bytes up to this bound, below that default with room for the
+#: headers, and says so in a header; the source coordinates in its headers point at
+#: the whole record in its topic. Without this, one oversize input stopped the worker.
+DLQ_VALUE_MAX_BYTES = 900_000
+
+
+def _is_dlq_entry(headers: list | None) -> bool:
+    return bool(headers) and headers[0][0] == "error.class"
+
+
+def _truncated(value: bytes, headers: list) -> tuple[bytes, list]:
+    return value[:DLQ_VALUE_MAX_BYTES], [*headers, ("value.truncated_from", str(len(value)).encode())]
+
+
 def produce_records(producer: Producer, records: Sequence[tuple]) -> None:
     """Hand ``(topic, key, value, headers)`` records to the producer; when its local queue
-    is full, let deliveries drain and retry. Any other refusal is a DeliveryError."""
+    is full, let deliveries drain and retry. A DLQ entry too large to send is truncated
+    (:data:`DLQ_VALUE_MAX_BYTES`). Any other refusal is a DeliveryError."""
     produce = producer.produce
     for topic, key, value, headers in records:
         while True:
@@ -54,10 +72,15 @@ def produce_records(producer: Producer, records: Sequence[tuple]) -> None:
             except BufferError:
                 producer.poll(0.05)
             except KafkaException as exc:
-                raise DeliveryError(f"could not enqueue to topic {topic}: {exc.args[0].name()}") from None
+                err = exc.args[0]
+                if (err.code() == KafkaError.MSG_SIZE_TOO_LARGE and _is_dlq_entry(headers)
+                        and value is not None and len(value) > DLQ_VALUE_MAX_BYTES):
+                    value, headers = _truncated(value, headers)
+                    continue
+                raise DeliveryError(f"could not enqueue to topic {topic}: {err.name()}") from None
 
 
-class DeliveryError(RuntimeError):
+class DeliveryError(PFilterError, RuntimeError):
     """Some outputs were not acknowledged; the batch must not be committed."""
 
 

@@ -11,6 +11,7 @@ import orjson
 from confluent_kafka import Producer
 
 from streams.config import Settings
+from streams.engine.decisions import engine_views
 from streams.kafka.admin import create_topics
 from streams.kafka.clients import producer_config
 from streams.kafka.replay import replay
@@ -86,12 +87,27 @@ def purchase(event_id: str, subject: str, ts: int) -> dict:
     }
 
 
-def decisions(settings: Settings) -> list[dict]:
-    return [orjson.loads(v) for *_x, v, _h, _t in replay(settings.bootstrap, [settings.topic_decisions])]
+def decision_records(settings: Settings, *, read_committed: bool = False) -> list[dict]:
+    """The decision log as written: one record per input (CONTRACT §7)."""
+    return [orjson.loads(v) for *_x, v, _h, _t in
+            replay(settings, [settings.topic_decisions], read_committed=read_committed)]
+
+
+def flatten(settings: Settings, records: list[dict]) -> list[dict]:
+    """Decision records as one flat decision per engine (``decisions.engine_views``): the
+    shared fields plus ``engine``, ``outcome``, ``reason``, ``categories_sent``; a DLQ
+    record is one decision with ``engine`` None."""
+    names = [e.name for e in policy_for_topics(settings).engines]
+    return [v for r in records for v in engine_views(r, names)]
+
+
+def decisions(settings: Settings, *, read_committed: bool = False) -> list[dict]:
+    """The decision log as one decision per (input, engine), see ``flatten``."""
+    return flatten(settings, decision_records(settings, read_committed=read_committed))
 
 
 def wait_decisions(settings: Settings, count: int, timeout: float = 90.0) -> list[dict]:
-    """Wait until at least ``count`` distinct (input, engine) decisions exist."""
+    """Wait until at least ``count`` distinct (input, engine) decisions exist (flattened)."""
     deadline = time.monotonic() + timeout
     got: list[dict] = []
     while time.monotonic() < deadline:

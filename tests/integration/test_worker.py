@@ -99,9 +99,16 @@ def test_every_reason_code_end_to_end(topics: Settings, worker, tmp_path: Path) 
     }
     for eid, want in expect.items():
         assert _reasons(ds, eid) == want, eid
+    # one decision record per input record (CONTRACT §7): 11 events, the bad event, the bad consent
+    records = kit.decision_records(s)
+    assert len(records) == len(events) + 3
+    by_id = {r["event_id"]: r for r in records if r["event_id"]}
+    assert (by_id["e-anon"]["reason"], by_id["e-anon"]["engines"]) == ("anonymous", [])
+    assert (by_id["e-none"]["reason"], by_id["e-none"]["engines"]) == ("no_consent", [])
+    assert [x["engine"] for x in by_id["p-ok"]["engines"]] == list(ENGINES)
 
     # the DLQ holds the bad event and the bad consent record, with headers and no field values
-    dlq = list(replay(s.bootstrap, [s.topic_dlq]))
+    dlq = list(replay(s, [s.topic_dlq]))
     assert len(dlq) == 2
     for _t, _p, _o, _k, value, headers, _ts in dlq:
         h = dict(headers)
@@ -112,7 +119,7 @@ def test_every_reason_code_end_to_end(topics: Settings, worker, tmp_path: Path) 
     # what partner_ads got for the purchase: pseudonymized subject, geo coarsened, no contact/payment/ip
     policy = load_policy(s)
     partner = policy.engine("partner_ads")
-    recs = [orjson.loads(v) for *_x, v, _h, _t in replay(s.bootstrap, [partner.topic])]
+    recs = [orjson.loads(v) for *_x, v, _h, _t in replay(s, [partner.topic])]
     p_ok = next(r for r in recs if r["event_id"] == "p-ok")
     assert p_ok["subject_id"] == partner.pseudonym("s-ok") != "s-ok"
     assert p_ok["context"] == {"geo": {"country": "FR"}}
@@ -186,7 +193,7 @@ def test_erasure_while_streaming(topics: Settings, worker) -> None:
     ds = kit.wait_decisions(s, 6)
     assert _reasons(ds, "er-1")["offers"] == "emitted"
     assert _reasons(ds, "er-2") == {e: "no_consent" for e in ENGINES}
-    notices = [orjson.loads(v) for *_x, v, _h, _t in replay(s.bootstrap, [s.topic_erasures])]
+    notices = [orjson.loads(v) for *_x, v, _h, _t in replay(s, [s.topic_erasures])]
     policy = load_policy(s)
     assert {(n["engine"], n["subject_id"]) for n in notices} == {
         (e.name, e.subject_ref("s-er")) for e in policy.engines
@@ -252,7 +259,7 @@ def test_verify_fails_on_a_planted_forbidden_record(topics: Settings, worker) ->
     assert run_verify(s).ok
     offers = load_policy(s).engine("offers")
     # an offers record carrying connection data the policy never allows offers to receive
-    out = [orjson.loads(v) for *_x, v, _h, _t in replay(s.bootstrap, [offers.topic])]
+    out = [orjson.loads(v) for *_x, v, _h, _t in replay(s, [offers.topic])]
     forged = dict(out[0])
     forged["context"] = {**forged.get("context", {}), "ip": "203.0.113.7"}
     kit.send(p, offers.topic, "s-pl", forged)
@@ -266,6 +273,12 @@ def test_verify_fails_on_a_planted_forbidden_record(topics: Settings, worker) ->
                                       "engine": "offers"})
     result = run_verify(s)
     assert any("no emitted decision" in v for v in result.violations), render_report(result)
+    # and a second decision record for an input, its entries out of policy order
+    (real,) = [r for r in kit.decision_records(s) if r["event_id"] == "pl-1"]
+    kit.send(p, s.topic_decisions, "s-pl", {**real, "engines": real["engines"][::-1]})
+    result = run_verify(s, exactly_once=True)
+    assert result.duplicates == 1 and any("not the policy's engines in order" in v for v in result.violations), \
+        render_report(result)
     # and garbage in an output topic
     kit.send(p, offers.topic, "s-x", b"\x00garbage")
     result = run_verify(s)

@@ -1,4 +1,6 @@
-"""The faust worker under crashes and rebalances: nothing forbidden, nothing lost (G1, G3)."""
+"""The faust worker under crashes and rebalances: nothing forbidden, nothing lost (G1, G3).
+
+The fast runtime's equivalents are in test_fast_runtime.py; the fault suite is test_fault_suite.py."""
 
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ def _wait_all(s: Settings, n: int, timeout: float = 180.0) -> None:
 
 
 def test_sigkill_mid_stream_and_restart(kafka_settings: Settings, tmp_path: Path, record_property) -> None:
-    s = kafka_settings.model_copy(update={"batch_size": 500})
+    s = kafka_settings.model_copy(update={"batch_size": 500, "runtime": "faust"})
     kit.setup_topics(s)
     w = kit.start_worker(s, tmp_path, name="w1")
     n = _load(s, EVENTS)
@@ -82,7 +84,7 @@ def test_sigkill_mid_stream_and_restart(kafka_settings: Settings, tmp_path: Path
 
 
 def test_two_workers_through_a_rebalance(kafka_settings: Settings, tmp_path: Path) -> None:
-    s = kafka_settings.model_copy(update={"batch_size": 500, "partitions": 4})
+    s = kafka_settings.model_copy(update={"batch_size": 500, "partitions": 4, "runtime": "faust"})
     kit.setup_topics(s)
     w1 = kit.start_worker(s, tmp_path, name="w1")
     n = _load(s, EVENTS // 2)

@@ -89,6 +89,8 @@ def consents(draw, subject: str = "s-1", ts: int | None = None, now: int | None 
             ea = None if draw(st.integers(0, 2)) < 2 else _rel(draw, horizon, [HOUR, DAY, -1, 0, 1])
         if status != "granted" and draw(st.booleans()):
             ga = None
+        if status == "granted" and ea is not None and ea <= ga:
+            ea = ga + 1  # a grant that ends before it begins is malformed (DLQ): valid ones end after
         purposes[p] = {"status": status, "granted_at": ga, "expires_at": ea}
     if draw(st.integers(0, 7)) == 0:
         purposes["telepathy"] = {"status": "granted", "granted_at": NOW - DAY, "expires_at": None}

@@ -4,8 +4,10 @@ malformed, tombstones, out of order) and events (valid, garbage, wrong keys).
 - G1: every emitted record is exactly what the reference emits under the subject's
   current consent (reference.current_consent over the consent log so far);
 - every dropped decision has the reference's reason;
-- G3: every event input ends as one decision per engine or as exactly one DLQ entry
-  (with its dlq decision), and the counters reconcile with the records;
+- G3: every event input ends as exactly one decision record, whose decision part
+  (outcome, shared reason, one entry per engine in policy order with the categories
+  sent) is the reference's ``expected_decision``, or as exactly one DLQ entry (with
+  its dlq decision record), and the counters reconcile with the records;
 - G4: every tombstone yields one erasure notice per engine, keyed by its subject reference.
 """
 
@@ -17,6 +19,7 @@ import orjson
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from streams.engine import decisions as D
 from streams.engine import reference
 from streams.engine.batch import Filter, TopicNames
 from streams.engine.policy import load_policy
@@ -37,7 +40,7 @@ def consent_input(draw):
     """(subject, log entry for the reference, value bytes or None)."""
     subject = draw(st.sampled_from(SUBJECTS))
     kind = draw(st.sampled_from(["valid"] * 6 + ["tombstone", "garbage", "mismatch", "no_granted_at",
-                                                  "bad_type"]))
+                                                  "ends_before_grant", "bad_type"]))
     if kind == "tombstone":
         return subject, None, None
     if kind == "garbage":
@@ -52,6 +55,9 @@ def consent_input(draw):
     if kind == "no_granted_at":
         rec["purposes"]["support"] = {"status": "granted", "granted_at": None, "expires_at": None}
         return subject, ("malformed", rec["updated_at"]), orjson.dumps(rec)
+    if kind == "ends_before_grant":  # impossible times: the codec rejects it, the subject fails closed
+        rec["purposes"]["support"] = {"status": "granted", "granted_at": NOW, "expires_at": NOW - HOUR}
+        return subject, ("malformed", None), orjson.dumps(rec)
     if kind == "bad_type":  # the codec rejects it: updated_at unreadable to the engine
         rec["gpc"] = "yes"
         return subject, ("malformed", None), orjson.dumps(rec)
@@ -112,7 +118,7 @@ def test_batches_agree_with_reference_and_reconcile(plan):
             want_keys = Counter(e.subject_ref(s).encode() for s in tombstones for e in POLICY.engines)
             assert Counter(r[1] for r in notices) == want_keys
             dl = [orjson.loads(r[2]) for r in res.records if r[0] == T.decisions]
-            assert len(dl) == malformed and all(d["outcome"] == "dlq" for d in dl)
+            assert len(dl) == malformed and all(d["outcome"] == "dlq" and d["engines"] == [] for d in dl)
             continue
 
         _, inputs, now = step
@@ -134,6 +140,7 @@ def test_batches_agree_with_reference_and_reconcile(plan):
         by_src: dict[int, list] = {}
         for d in decs:
             by_src.setdefault(d["source_offset"], []).append(d)
+        assert len(decs) == len(records) == len(by_src)  # one decision record per input
         dlq_offsets = [int(dict(r[3])["source.offset"]) for r in res.records if r[0] == T.dlq]
         assert len(dlq_offsets) == len(set(dlq_offsets)) == res.dlq
         assert res.decided + res.dlq == len(records)
@@ -147,15 +154,19 @@ def test_batches_agree_with_reference_and_reconcile(plan):
         assert len(outputs) == sum(res.emitted.values())
 
         for rec, (ev, key, _value, ok) in zip(records, inputs):
-            ds = by_src[rec[2]]
+            (drec,) = by_src[rec[2]]
+            assert D.record_problems(drec, ENGINES) == []
             if rec[2] in dlq_offsets:
                 assert not ok
-                assert len(ds) == 1 and ds[0]["outcome"] == "dlq" and ds[0]["engine"] is None
+                assert drec["outcome"] == "dlq" and drec["engines"] == []
                 continue
             assert ok, "a valid input went to the DLQ"
-            assert [d["engine"] for d in ds] == ENGINES
             subject = ev.get("subject_id")
             consent = reference.current_consent(log[subject]) if subject is not None else None
+            want_decision = reference.expected_decision(ev, consent, DOC, drec["decided_at"], SECRET)
+            assert {k: drec[k] for k in ("outcome", "reason", "engines")} == want_decision
+            ds = D.engine_views(drec, ENGINES)
+            assert [d["engine"] for d in ds] == ENGINES
             for d in ds:
                 seen.add(d["reason"] or "emitted")
                 want, what = reference.expected(ev, consent, d["engine"], DOC, d["decided_at"], SECRET)

@@ -12,6 +12,10 @@ from fastavro.validation import validate
 
 from streams.engine.codecs import KINDS, SCHEMAS_DIR, get_codec, load_schema, parsed_schema, schema_ids
 
+#: Schemas in schemas/ that no codec kind serves: the key record is JSON, written and
+#: parsed by streams/crypto/keys.py; data_key.avsc is its Avro form for registries
+#: (its example is schemas/examples/keys/, checked by tests/unit/test_crypto.py).
+NON_CODEC_KINDS = ("data_key",)
 EXAMPLES = sorted((SCHEMAS_DIR / "examples").glob("*.json"))
 NULLABLE_STRING = ["null", "string"]
 
@@ -60,10 +64,10 @@ def record_of(field_type: Any) -> dict:
 
 
 def test_one_schema_file_per_kind() -> None:
-    assert sorted(p.stem for p in SCHEMAS_DIR.glob("*.avsc")) == sorted(KINDS)
+    assert sorted(p.stem for p in SCHEMAS_DIR.glob("*.avsc")) == sorted(KINDS + NON_CODEC_KINDS)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS + NON_CODEC_KINDS)
 def test_schema_is_a_named_namespaced_documented_record(kind: str) -> None:
     raw = json.loads((SCHEMAS_DIR / f"{kind}.avsc").read_text())
     assert raw["type"] == "record"
@@ -159,14 +163,22 @@ def test_filtered_event_carries_every_payload_field_nullable() -> None:
 
 def test_decision_record_fields() -> None:
     f = fields("decision_record")
+    # one record per input (CONTRACT §7): the per-engine outcomes are entries of `engines`
+    assert list(f) == ["event_id", "subject_id", "outcome", "reason", "engines", "consent_version",
+                       "policy_version", "ts", "decided_at", "source_topic", "source_partition", "source_offset"]
     expected = {
-        "event_id": NULLABLE_STRING, "subject_id": NULLABLE_STRING, "engine": NULLABLE_STRING,
+        "event_id": NULLABLE_STRING, "subject_id": NULLABLE_STRING,
         "outcome": "string", "reason": NULLABLE_STRING, "consent_version": ["null", "long"],
-        "policy_version": "string", "categories_sent": {"type": "array", "items": "string"},
-        "ts": ["null", "long"], "decided_at": "long",
+        "policy_version": "string", "ts": ["null", "long"], "decided_at": "long",
         "source_topic": "string", "source_partition": "int", "source_offset": "long",
     }
+    engines = f.pop("engines")
     assert {k: v["type"] for k, v in f.items()} == expected
+    assert engines["default"] == [] and engines["type"]["type"] == "array"
+    entry = engines["type"]["items"]
+    assert {x["name"]: x["type"] for x in entry["fields"]} == {
+        "engine": "string", "outcome": "string", "reason": NULLABLE_STRING,
+        "categories_sent": {"type": "array", "items": "string"}}
 
 
 def test_erasure_notice_fields() -> None:

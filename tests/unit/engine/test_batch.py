@@ -1,4 +1,4 @@
-"""The batch API: decisions, DLQ, erasure, output keys and formats, counters."""
+"""The batch API: decision records (one per input), DLQ, erasure, output keys and formats, counters."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import orjson
 import pytest
 
 from streams.engine import consent as C
+from streams.engine import decisions as D
 from streams.engine.batch import BatchResult, Filter, TopicNames
 from streams.engine.codecs import get_codec
 from streams.engine.consent import state_from_bytes, state_to_bytes
-from streams.engine.policy import load_policy
+from streams.engine.policy import compile_policy, load_policy
 
 from .helpers import NOW, SECRET, click, consent, purchase
+from .helpers import default_doc as D_DOC
 
 POLICY = load_policy(secret=SECRET)
 T = TopicNames()
@@ -46,17 +48,26 @@ def by_topic(res: BatchResult, topic):
     return [r for r in res.records if r[0] == topic]
 
 
-def decisions(res, fmt="json"):
+def records(res, fmt="json"):
+    """The decision records of a result, decoded (one per input)."""
     codec = get_codec("decision_record", fmt)
     return [codec.decode(r[2]) for r in by_topic(res, T.decisions)]
 
 
+def decisions(res, fmt="json"):
+    """The decision records as one flat decision per engine (``decisions.engine_views``)."""
+    return [v for rec in records(res, fmt) for v in D.engine_views(rec, ENGINES)]
+
+
 def reconcile(res: BatchResult, n_inputs: int, fmt="json"):
-    """G3: every input ends as one decision per engine, or as exactly one DLQ entry."""
+    """G3: every input ends as one decision record (one entry per engine), or as exactly one DLQ entry."""
+    recs = records(res, fmt)
     ds = decisions(res, fmt)
     assert sum(res.emitted.values()) + sum(res.dropped.values()) == res.decided * len(ENGINES)
     assert res.decided + res.dlq == n_inputs
-    assert len(by_topic(res, T.dlq)) == res.dlq == sum(1 for d in ds if d["outcome"] == "dlq")
+    assert len(recs) == n_inputs  # one decision record per input record
+    assert all(D.record_problems(r, ENGINES) == [] for r in recs)
+    assert len(by_topic(res, T.dlq)) == res.dlq == sum(1 for r in recs if r["outcome"] == "dlq")
     assert len(ds) == res.decided * len(ENGINES) + res.dlq
     outputs = sum(len(by_topic(res, e.topic)) for e in POLICY.engines)
     assert outputs == sum(res.emitted.values()) == sum(1 for d in ds if d["outcome"] == "emitted")
@@ -76,24 +87,57 @@ def test_emits_per_engine_with_decisions():
     assert all(r[1] == pseud for r in pa)
     out = orjson.loads(pa[0][2])
     assert out["subject_id"] == pseud.decode() and out["context"]["geo"] == {"country": "DE"}
-    ds = decisions(res)
-    first = [d for d in ds if d["event_id"] == "e-1"]
-    assert [d["engine"] for d in first] == ENGINES
-    d_offers = first[0]
-    assert d_offers == {
-        "event_id": "e-1", "subject_id": "s-1", "engine": "offers", "outcome": "emitted", "reason": None,
+    (first, second) = records(res)
+    assert first == {
+        "event_id": "e-1", "subject_id": "s-1", "outcome": "decided", "reason": None,
+        "engines": [
+            {"engine": "offers", "outcome": "emitted", "reason": None, "categories_sent": ["browsing"]},
+            {"engine": "email", "outcome": "dropped", "reason": "nothing_permitted", "categories_sent": []},
+            {"engine": "partner_ads", "outcome": "emitted", "reason": None,
+             "categories_sent": ["browsing", "location"]},
+        ],
         "consent_version": consent()["updated_at"], "policy_version": POLICY.version,
-        "categories_sent": ["browsing"], "ts": click()["ts"], "decided_at": NOW,
-        "source_topic": T.clickstream, "source_partition": 3, "source_offset": d_offers["source_offset"],
+        "ts": click()["ts"], "decided_at": NOW,
+        "source_topic": T.clickstream, "source_partition": 3, "source_offset": first["source_offset"],
     }
-    assert first[1]["outcome"] == "dropped" and first[1]["reason"] == "nothing_permitted"
+    assert [x["outcome"] for x in second["engines"]] == ["emitted"] * 3
     assert all(r[1] == b"s-1" for r in by_topic(res, T.decisions))
+
+
+@pytest.mark.parametrize("fmt", ["json", "avro"])
+@pytest.mark.parametrize("codec_path", [False, True])
+def test_one_record_with_three_entries_in_policy_order(fmt, codec_path):
+    """An input decided for 3 engines yields exactly one decision record holding 3 entries,
+    in policy order, in JSON and Avro, on the fast path and on the codec path."""
+    formats = {T.clickstream: fmt, T.purchases: fmt, T.consent: fmt, "output": fmt}
+    f = make(formats)
+    if codec_path:
+        f._fragments = lambda: None  # every record through the codecs
+    f.apply_consent([crec("s-1", consent(), fmt=fmt)])
+    res = f.decide([erec(purchase(), fmt=fmt)])
+    assert (f._fast is None) == codec_path
+    (rec,) = records(res, fmt)
+    assert len(by_topic(res, T.decisions)) == 1
+    assert rec["outcome"] == "decided" and rec["reason"] is None
+    assert [x["engine"] for x in rec["engines"]] == ENGINES == ["offers", "email", "partner_ads"]
+    assert [x["outcome"] for x in rec["engines"]] == ["emitted"] * 3
+    assert rec["engines"][1]["categories_sent"] == ["purchase_history", "contact"]
+    assert res.emitted == {"offers": 1, "email": 1, "partner_ads": 1}
+    # and a policy given in another order writes its entries in that order
+    doc = D_DOC()
+    doc["engines"].reverse()
+    rev = Filter(compile_policy(doc, secret=SECRET), T, formats, clock=lambda: NOW)
+    rev.apply_consent([crec("s-1", consent(), fmt=fmt)])
+    (rec,) = records(rev.decide([erec(purchase(), fmt=fmt)]), fmt)
+    assert [x["engine"] for x in rec["engines"]] == ["partner_ads", "email", "offers"]
 
 
 def test_anonymous_events_are_decided_for_every_engine():
     res = make().decide([erec(click(subject=None)), erec(click(subject=None), key=b"")])
     reconcile(res, 2)
     assert res.dropped == {"anonymous": 2 * len(ENGINES)}
+    # step 1 of the rule fails for every engine alike: the reason once, no entries
+    assert [(r["outcome"], r["reason"], r["engines"]) for r in records(res)] == [("decided", "anonymous", [])] * 2
     ds = decisions(res)
     assert {d["engine"] for d in ds} == set(ENGINES) and all(d["subject_id"] is None for d in ds)
     assert all(d["consent_version"] is None for d in ds)
@@ -146,13 +190,14 @@ def test_malformed_consent_fails_closed_and_goes_to_dlq():
     assert headers["error.class"] == b"invalid_json"
     assert headers["source.topic"] == T.consent.encode()
     assert headers["source.partition"] == b"0" and headers["source.offset"] == str(bad[2]).encode()
-    (d,) = decisions(res)
-    assert d["outcome"] == "dlq" and d["engine"] is None and d["reason"] == "invalid_json"
+    (d,) = records(res)
+    assert d["outcome"] == "dlq" and d["engines"] == [] and d["reason"] == "invalid_json"
     assert d["subject_id"] == "s-1" and d["source_offset"] == bad[2]
     assert C.wide(f.store["s-1"]).flags & C.BLOCKED
     r = f.decide([erec(click())])
     assert r.dropped == {"no_consent": 3}
-    assert all(x["consent_version"] is None for x in decisions(r))
+    (rec,) = records(r)
+    assert rec["reason"] == "no_consent" and rec["engines"] == [] and rec["consent_version"] is None
     # a valid newer record lifts the block
     f.apply_consent([crec("s-1", consent(updated_at=NOW - 1))])
     assert sum(f.decide([erec(click())]).emitted.values()) == 2
@@ -162,6 +207,10 @@ def test_malformed_consent_fails_closed_and_goes_to_dlq():
     (consent(subject="s-2"), "key_mismatch"),
     (consent(gpc="yes"), "wrong_type"),
     (consent(purposes={"personalization": {"status": "granted", "granted_at": None}}), "invalid_consent"),
+    # impossible times: a grant that ends before it begins (also for a purpose the policy lacks)
+    (consent(purposes={"personalization": {"status": "granted", "granted_at": NOW, "expires_at": NOW - 1}}),
+     "schema_mismatch"),
+    (consent(purposes={"telepathy": {"status": "granted", "granted_at": NOW, "expires_at": NOW}}), "schema_mismatch"),
 ])
 def test_semantically_bad_consent(record, error_class):
     f = make()
@@ -260,8 +309,8 @@ def test_avro_everywhere():
     assert out["payment_method"] is None
     (em,) = by_topic(res, "personalization.email")
     assert out_codec.decode(em[2])["email"] == "jane@example.com"
-    ds = [get_codec("decision_record", "avro").decode(r[2]) for r in by_topic(res, T.decisions)]
-    assert {d["outcome"] for d in ds} == {"emitted", "dropped", "dlq"}
+    assert {r["outcome"] for r in records(res, "avro")} == {"decided", "dlq"}
+    assert {d["outcome"] for d in decisions(res, "avro")} == {"emitted", "dropped", "dlq"}
 
 
 def test_output_that_avro_cannot_hold_sends_the_input_to_dlq():

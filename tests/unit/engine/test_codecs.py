@@ -132,11 +132,16 @@ def test_avro_encode_fills_absent_nullable_fields() -> None:
     assert decoded["purposes"] == ["personalization"]
 
 
-def test_avro_decision_record_default_categories() -> None:
-    record = example("decision_record.dlq")
-    del record["categories_sent"]
+def test_avro_decision_record_defaults() -> None:
     codec = get_codec("decision_record", "avro")
-    assert codec.decode(codec.encode(record))["categories_sent"] == []
+    record = example("decision_record.dlq")
+    del record["engines"]
+    assert codec.decode(codec.encode(record))["engines"] == []
+    record = example("decision_record.decided")
+    del record["engines"][1]["categories_sent"]
+    del record["engines"][1]["reason"]
+    entry = codec.decode(codec.encode(record))["engines"][1]
+    assert entry["categories_sent"] == [] and entry["reason"] is None
 
 
 def test_avro_ignores_unknown_keys_on_encode() -> None:
@@ -276,7 +281,7 @@ def test_invalid_consent_status_is_schema_mismatch(fmt: str) -> None:
 ])
 def test_wrong_type(kind: str, field: str, value: Any) -> None:
     base = {"click_event": PAGE_VIEW, "purchase_event": PURCHASE, "consent_record": CONSENT,
-            "filtered_event": FILTERED, "decision_record": example("decision_record.emitted"),
+            "filtered_event": FILTERED, "decision_record": example("decision_record.decided"),
             "erasure_notice": example("erasure_notice.partner_ads")}[kind]
     err = error_of(get_codec(kind, "json").decode, jbytes({**base, field: value}))
     assert err.error_class == "wrong_type" and err.field == field
@@ -307,7 +312,7 @@ def test_consent_is_validated_in_depth(purposes: dict, categories: dict) -> None
 @pytest.mark.parametrize("how", ["absent", "null"])
 def test_missing_field(kind: str, field: str, how: str) -> None:
     base = {"click_event": PAGE_VIEW, "purchase_event": PURCHASE, "consent_record": CONSENT,
-            "filtered_event": FILTERED, "decision_record": example("decision_record.emitted"),
+            "filtered_event": FILTERED, "decision_record": example("decision_record.decided"),
             "erasure_notice": example("erasure_notice.partner_ads")}[kind]
     record = dict(base)
     if how == "absent":

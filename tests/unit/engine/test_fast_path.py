@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.engine import codecs as C
+from streams.engine.codecs import varint
 from streams.engine.batch import Filter, TopicNames
 from streams.engine.codecs import DecodeError, get_codec
 from streams.engine.consent import (
@@ -149,7 +150,7 @@ def test_summary_cache_follows_the_store():
 def _reference_parse(codec, doc, subject, offset, vocab, counts):
     """What apply_consent did before the fast path: codec check, then parse."""
     try:
-        codec._check(copy.deepcopy(doc))
+        codec.check(copy.deepcopy(doc))
         return parse_consent(doc, subject, offset, vocab, counts)
     except (DecodeError, MalformedConsent):
         return None
@@ -295,21 +296,21 @@ def test_avro_varints_match_the_general_loop():
     values = [0, 1, -1, 63, 64, -64, -65, 2**63 - 1, -(2**63)]
     values += [rnd.randrange(-(2**63), 2**63) >> rnd.randrange(64) for _ in range(20000)]
     for v in values:
-        w = bytes(C._write_long(v))
+        w = bytes(varint.write_long(v))
         assert w == _zigzag_loop(v)
         buf = b"\x07" + w + b"\x05"
         if w[0] >= 128:
-            assert C._read_varint(buf, 1) == C._read_varint_long(buf, 1) == (v, 1 + len(w))
+            assert varint.read_varint(buf, 1) == varint.read_varint_long(buf, 1) == (v, 1 + len(w))
     for _ in range(20000):
         buf = bytes(rnd.randrange(128, 256) if rnd.random() < 0.8 else rnd.randrange(256)
                     for _ in range(rnd.randrange(1, 13)))
         if buf[0] < 128:
             continue
         outcomes = []
-        for f in (C._read_varint, C._read_varint_long):
+        for f in (varint.read_varint, varint.read_varint_long):
             try:
                 outcomes.append(f(buf, 0))
-            except (C._Bad, IndexError) as exc:
+            except (varint.BadBody, IndexError) as exc:
                 outcomes.append(type(exc).__name__)
         assert outcomes[0] == outcomes[1]
 

@@ -1,0 +1,64 @@
+"""Stalled-partition detection, shared by both runtimes.
+
+A partition is stalled when it has lag (its high watermark is beyond the next
+offset the worker must decide) and that position has not moved for a while.
+A consumer that stopped fetching a partition after a rebalance looks healthy
+from the outside (the process runs, the group is stable); this is what makes
+it visible: ``pfilter_partition_stalled_seconds{topic,partition}`` and a
+``/readyz`` that turns unhealthy once any partition has been stalled longer
+than ``PFILTER_STALL_TIMEOUT_S``.
+
+Contract: :meth:`StallWatch.observe` is cheap (a dict lookup and a gauge set)
+and never blocks; the runtimes call it from their loop or a timer with values
+they already hold (positions they track, high watermarks cached by the client).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from streams import metrics
+
+TopicPartitionKey = tuple[str, int]
+
+
+class StallWatch:
+    """Per input partition: since when it has had lag without progress."""
+
+    __slots__ = ("_clock", "_since", "_seen", "timeout_s")
+
+    def __init__(self, timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._seen: dict[TopicPartitionKey, int] = {}     # last position observed
+        self._since: dict[TopicPartitionKey, float] = {}  # lag without progress since
+
+    def observe(self, tp: TopicPartitionKey, position: int, highwater: int) -> float:
+        """Record one reading; returns how long the partition has been stalled (0: not)."""
+        now = self._clock()
+        stalled = 0.0
+        if highwater <= position:
+            self._since.pop(tp, None)  # no lag: nothing to make progress on
+        elif self._seen.get(tp) != position or tp not in self._since:
+            self._since[tp] = now      # progress (or first lag seen): the clock restarts
+        else:
+            stalled = now - self._since[tp]
+        self._seen[tp] = position
+        metrics.PARTITION_STALLED.labels(tp[0], str(tp[1])).set(stalled)
+        return stalled
+
+    def stalled(self) -> dict[TopicPartitionKey, float]:
+        """Partitions stalled longer than the timeout, with their stalled seconds."""
+        now = self._clock()
+        return {tp: now - t for tp, t in self._since.items() if now - t > self.timeout_s}
+
+    def healthy(self) -> bool:
+        return not self.stalled()
+
+    def forget(self, tps: Iterable[TopicPartitionKey]) -> None:
+        """Partitions no longer owned: their gauge goes to 0 and their clock is dropped."""
+        for tp in tps:
+            self._seen.pop(tp, None)
+            self._since.pop(tp, None)
+            metrics.PARTITION_STALLED.labels(tp[0], str(tp[1])).set(0)
