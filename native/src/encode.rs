@@ -3,10 +3,10 @@
 //! constant parts come pre-encoded from Python (native.py), only the parts that vary
 //! per event are written here.
 //!
-//! A decision record is `{"event_id":E,"subject_id":S` + head suffix, then (per input,
-//! CONTRACT §7) `opening` + one entry per engine + `closing`, or a shared reason; or
-//! (per engine, the earlier form) the engine's fragment and categories; then cvp
-//! (`<cv|null>` + the policy version fragment) and the tail
+//! The decision record, one per input (CONTRACT §7), is `{"event_id":E,"subject_id":S`
+//! and the head suffix (`,"outcome":"decided","reason":`), then `opening`, one entry per
+//! engine and `closing`, or a reason shared by every engine; then cvp (`<cv|null>` and the
+//! policy version fragment) and the tail
 //! `,"ts":..,"decided_at":..,"source_topic":..,"source_partition":..,"source_offset":..}`.
 //! Every constant fragment comes from Python (streams/engine/native.py).
 

@@ -274,24 +274,20 @@ impl Engine {
         let mut n_reasons = 0;
         // one record per input (CONTRACT §7): step 1 of the rule (anonymous, no consent)
         // fails for every engine alike and is said once, without entries
-        if sp.per_input {
-            let shared = if subject_node.is_none() { Some(ANONYMOUS) } else if cv.is_none() { Some(NO_CONSENT) } else { None };
-            if let Some(r) = shared {
-                self.rec.clear();
-                self.rec.extend_from_slice(&self.parts.head);
-                self.rec.extend_from_slice(&sp.shared[r as usize]);
-                self.rec.extend_from_slice(&self.parts.cvp);
-                self.rec.extend_from_slice(&self.parts.tail);
-                let d = PyBytes::new(py, &self.rec);
-                out.append(record(py, dtopic, &key_obj, d)?)?;
-                self.decided += 1;
-                self.count_drop(r, n_eng as u64);
-                return Ok(true);
-            }
-            self.rec.clear();
-            self.rec.extend_from_slice(&self.parts.head);
-            self.rec.extend_from_slice(&sp.opening);
+        let shared = if subject_node.is_none() { Some(ANONYMOUS) } else if cv.is_none() { Some(NO_CONSENT) } else { None };
+        self.rec.clear();
+        self.rec.extend_from_slice(&self.parts.head);
+        if let Some(r) = shared {
+            self.rec.extend_from_slice(&sp.shared[r as usize]);
+            self.rec.extend_from_slice(&self.parts.cvp);
+            self.rec.extend_from_slice(&self.parts.tail);
+            let d = PyBytes::new(py, &self.rec);
+            out.append(record(py, dtopic, &key_obj, d)?)?;
+            self.decided += 1;
+            self.count_drop(r, n_eng as u64);
+            return Ok(true);
         }
+        self.rec.extend_from_slice(&sp.opening);
         let first_output = out.len();
         for (ei, e) in sp.engines.iter().enumerate() {
             let reason = match self.pend[ei] {
@@ -308,18 +304,9 @@ impl Engine {
                         };
                         let v = PyBytes::new(py, &self.outs[a..b]);
                         out.append(record(py, e.topic.bind(py), &okey_obj, v)?)?;
-                        if sp.per_input {
-                            self.rec.extend_from_slice(&e.mid_emitted);
-                            encode::categories(&mut self.rec, &sp.categories_json, sent);
-                            self.rec.push(b'}');
-                        } else {
-                            self.rec.clear();
-                            self.rec.extend_from_slice(&self.parts.head);
-                            self.rec.extend_from_slice(&e.mid_emitted);
-                            self.rec.extend_from_slice(&self.parts.cvp);
-                            encode::categories(&mut self.rec, &sp.categories_json, sent);
-                            self.rec.extend_from_slice(&self.parts.tail);
-                        }
+                        self.rec.extend_from_slice(&e.entry_emitted);
+                        encode::categories(&mut self.rec, &sp.categories_json, sent);
+                        self.rec.push(b'}');
                         self.emitted[ei] += 1;
                         None
                     } else {
@@ -328,35 +315,19 @@ impl Engine {
                 }
             };
             if let Some(r) = reason {
-                if sp.per_input {
-                    self.rec.extend_from_slice(&e.mids[r as usize]);
-                } else {
-                    self.rec.clear();
-                    self.rec.extend_from_slice(&self.parts.head);
-                    self.rec.extend_from_slice(&e.mids[r as usize]);
-                    self.rec.extend_from_slice(&self.parts.cvp);
-                    self.rec.extend_from_slice(b"[]");
-                    self.rec.extend_from_slice(&self.parts.tail);
-                }
+                self.rec.extend_from_slice(&e.entry_dropped[r as usize]);
                 if n_reasons < reasons.len() {
                     reasons[n_reasons] = r;
                     n_reasons += 1;
                 }
             }
-            if !sp.per_input {
-                let d = PyBytes::new(py, &self.rec);
-                out.append(record(py, dtopic, &key_obj, d)?)?;
-            }
         }
-        if sp.per_input {
-            // the decision record goes before the event's outputs (the audit trail first)
-            self.rec.extend_from_slice(&sp.closing);
-            self.rec.extend_from_slice(&self.parts.cvp);
-            self.rec.extend_from_slice(&self.parts.tail);
-            let d = PyBytes::new(py, &self.rec);
-            let dec = record(py, dtopic, &key_obj, d)?;
-            out.insert(first_output, dec)?;
-        }
+        // the decision record goes before the event's outputs (the audit trail first)
+        self.rec.extend_from_slice(&sp.closing);
+        self.rec.extend_from_slice(&self.parts.cvp);
+        self.rec.extend_from_slice(&self.parts.tail);
+        let d = PyBytes::new(py, &self.rec);
+        out.insert(first_output, record(py, dtopic, &key_obj, d)?)?;
         self.decided += 1;
         for &r in &reasons[..n_reasons] {
             self.count_drop(r, 1);

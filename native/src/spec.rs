@@ -52,9 +52,10 @@ pub struct EngineSpec {
     pub ts_hour: bool,
     /// None: no key was given (no secret); pseudonymizing events fall back to Python.
     pub key: Option<Keyed>,
-    /// Decision record fragment per drop reason, and for `emitted`.
-    pub mids: Vec<Vec<u8>>,
-    pub mid_emitted: Vec<u8>,
+    /// This engine's entry of a decision record, per drop reason (its separator included),
+    /// and the start of its entry when it emitted (the categories and `}` follow).
+    pub entry_dropped: Vec<Vec<u8>>,
+    pub entry_emitted: Vec<u8>,
     /// Engine output trailer after the consent version.
     pub trailer: Vec<u8>,
     /// Plan per event type id (`Spec::event_types`).
@@ -116,16 +117,14 @@ pub struct TopicSpec {
 
 pub struct Spec {
     pub vocab_fp: i64,
-    /// One decision record per input (entries per engine), else one per (input, engine).
-    pub per_input: bool,
     /// After the envelope's ids in a decision record.
     pub head_suffix: Vec<u8>,
-    /// Per input: before the first entry, after the last one, and per reason the part of
-    /// a record whose reason is shared by every engine (empty: not a shared reason).
+    /// Before the first entry, after the last one, and per reason the part of a record
+    /// whose reason is shared by every engine (empty: not a shared reason).
     pub opening: Vec<u8>,
     pub closing: Vec<u8>,
     pub shared: Vec<Vec<u8>>,
-    /// `,"policy_version":<v>,"categories_sent":`
+    /// `,"policy_version":<v>` (after the consent version)
     pub cvp_suffix: Vec<u8>,
     pub top: TopIndex,
     pub event_types: Vec<Vec<u8>>,
@@ -214,9 +213,9 @@ impl Spec {
         for e in item(d, "engines")?.try_iter()? {
             let e = e?;
             let e = e.cast::<PyDict>()?;
-            let mids = strs(&item(e, "mids")?)?;
-            if mids.len() != N_REASONS {
-                return Err(PyValueError::new_err("native spec: one mid per reason"));
+            let entry_dropped = strs(&item(e, "entry_dropped")?)?;
+            if entry_dropped.len() != N_REASONS {
+                return Err(PyValueError::new_err("native spec: one dropped entry per reason"));
             }
             let jur = item(e, "jurisdictions")?;
             let key = item(e, "key")?;
@@ -254,8 +253,8 @@ impl Spec {
                 pseudonymize_subject: item(e, "pseudonymize_subject")?.extract()?,
                 ts_hour: item(e, "ts_hour")?.extract()?,
                 key: if key.is_none() { None } else { Some(Keyed::new(&key.extract::<Vec<u8>>()?, hex_chars)) },
-                mids,
-                mid_emitted: bytes_of(&item(e, "mid_emitted")?)?,
+                entry_dropped,
+                entry_emitted: bytes_of(&item(e, "entry_emitted")?)?,
                 trailer: bytes_of(&item(e, "trailer")?)?,
                 plans,
             });
@@ -265,17 +264,15 @@ impl Spec {
                 return Err(PyValueError::new_err("native spec: purpose index beyond 63"));
             }
         }
-        let per_input: bool = item(d, "per_input")?.extract()?;
-        let shared = if per_input { strs(&item(d, "shared")?)? } else { vec![Vec::new(); N_REASONS] };
+        let shared = strs(&item(d, "shared")?)?;
         if shared.len() != N_REASONS {
             return Err(PyValueError::new_err("native spec: one shared fragment per reason"));
         }
         Ok(Spec {
             vocab_fp,
-            per_input,
             head_suffix: bytes_of(&item(d, "head_suffix")?)?,
-            opening: if per_input { bytes_of(&item(d, "opening")?)? } else { Vec::new() },
-            closing: if per_input { bytes_of(&item(d, "closing")?)? } else { Vec::new() },
+            opening: bytes_of(&item(d, "opening")?)?,
+            closing: bytes_of(&item(d, "closing")?)?,
             shared,
             cvp_suffix: bytes_of(&item(d, "cvp_suffix")?)?,
             id_event_id: need("event_id")?,

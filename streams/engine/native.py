@@ -29,6 +29,7 @@ import orjson
 from streams.config import ConfigError
 from streams.engine import batch as _batch
 from streams.engine.batch import BatchResult, Filter, TopicNames
+from streams.engine import fragments as _fragments
 from streams.engine.codecs import EVENT_TYPES, JsonCodec
 from streams.engine.decide import REASONS
 from streams.engine.policy import ENVELOPE, PATHS_BY_TYPE, PSEUDONYM_HEX_CHARS, T_PSEUDONYMIZE, CompiledPolicy, engine_key
@@ -37,11 +38,6 @@ from streams.errors import PFilterError
 log = logging.getLogger("streams.engine")
 
 ENGINES = ("auto", "native", "python")
-
-try:  # one decision record per input (CONTRACT §7): the fragments of the Python engine
-    from streams.engine import fragments as _fragments
-except ImportError:  # one decision record per (input, engine)
-    _fragments = None
 
 try:  # the extension is optional: a machine without cargo runs the Python engine
     import pfilter_native as _ext
@@ -108,11 +104,12 @@ def spec_of(policy: CompiledPolicy, topics: TopicNames, event_codecs: dict[str, 
             continue
         topic_specs.append({"name": name, "json": d(name), "types": sorted(EVENT_TYPES[codec.kind]),
                             "purchase": codec.kind == "purchase_event", "max_bytes": codec.max_bytes})
+    # decision record fragments: the Python engine's own (fragments.JsonFragments), so the
+    # bytes are its bytes by construction
+    jf = _fragments.JsonFragments(policy)
     engines = []
-    for eng in policy.engines:
-        def mid(outcome: str, reason: str | None, name: str = eng.name) -> bytes:
-            return d(name) + b',"outcome":' + d(outcome) + b',"reason":' + d(reason) + b',"consent_version":'
-
+    for i, eng in enumerate(policy.engines):
+        first = i == 0
         plans = {}
         for t in event_types:
             full = eng.plans.get(t)
@@ -120,6 +117,10 @@ def spec_of(policy: CompiledPolicy, topics: TopicNames, event_codecs: dict[str, 
                 full = eng.default_plan
             plans[t] = [(head, list(rest), list(parents), leaf, dotted, bit, code, shape)
                         for head, rest, parents, leaf, dotted, bit, code, shape in full]
+        empty = jf.entry(first, eng.name, _batch.EMITTED, None, [])
+        cats_tail = b'"categories_sent":' + d([]) + b"}"
+        if not empty.endswith(cats_tail):
+            raise NativeEngineError("the decision record's engine entry does not end with its categories")
         engines.append({
             "topic": eng.topic,
             "needs_idx": list(eng.needs_idx),
@@ -131,17 +132,19 @@ def spec_of(policy: CompiledPolicy, topics: TopicNames, event_codecs: dict[str, 
             "pseudonymize_subject": bool(eng.pseudonymize_subject),
             "ts_hour": bool(eng.ts_hour),
             "key": engine_key(secret, eng.name) if secret and _needs_key(eng) else None,
-            "mids": [mid(_batch.DROPPED, r) for r in REASONS],
-            "mid_emitted": mid(_batch.EMITTED, None),
+            "entry_dropped": [jf.entry(first, eng.name, _batch.DROPPED, r, []) for r in REASONS],
+            "entry_emitted": empty[: -len(cats_tail)] + b'"categories_sent":',
             "trailer": (b',"policy_version":' + d(eng.policy_version) + b',"purposes":' + d(list(eng.relied_on))
                         + b',"engine":' + d(eng.name) + b"}"),
             "plans": plans,
         })
-    spec = {
-        "per_input": False,
-        "head_suffix": b',"engine":',
+    return {
+        "head_suffix": jf._decided,
+        "opening": jf.opening,
+        "closing": jf.closing,
+        "shared": [jf.shared.get(r, b"") for r in REASONS],
+        "cvp_suffix": jf._pv,
         "vocab_fp": policy.vocab.fingerprint,
-        "cvp_suffix": b',"policy_version":' + d(policy.version) + b',"categories_sent":',
         "top_names": top,
         "event_types": event_types,
         "topics": topic_specs,
@@ -150,30 +153,6 @@ def spec_of(policy: CompiledPolicy, topics: TopicNames, event_codecs: dict[str, 
         "hex_chars": PSEUDONYM_HEX_CHARS,
         "engines": engines,
     }
-    if _fragments is not None:
-        _per_input(spec, policy)
-    return spec
-
-
-def _per_input(spec: dict[str, Any], policy: CompiledPolicy) -> None:
-    """The fragments of one decision record per input (CONTRACT §7), taken from the Python
-    engine's own ``fragments.JsonFragments``, so the bytes are its bytes by construction."""
-    jf = _fragments.JsonFragments(policy)
-    d = orjson.dumps
-    spec["per_input"] = True
-    spec["head_suffix"] = jf._decided
-    spec["cvp_suffix"] = jf._pv
-    spec["opening"] = jf.opening
-    spec["closing"] = jf.closing
-    spec["shared"] = [jf.shared.get(r, b"") for r in REASONS]
-    for i, (eng, es) in enumerate(zip(policy.engines, spec["engines"])):
-        first = i == 0
-        es["mids"] = [jf.entry(first, eng.name, _batch.DROPPED, r, []) for r in REASONS]
-        empty = jf.entry(first, eng.name, _batch.EMITTED, None, [])
-        tail = b'"categories_sent":' + d([]) + b"}"
-        if not empty.endswith(tail):
-            raise NativeEngineError("the decision record's engine entry does not end with its categories")
-        es["mid_emitted"] = empty[: -len(tail)] + b'"categories_sent":'
 
 
 class NativeFilter:
