@@ -55,6 +55,7 @@ _LAZY = {
     "bench": "streams.commands.bench:bench",
     "loadgen": "streams.commands.loadgen:loadgen",
     "tail": "streams.commands.tail:tail",
+    "registry": "streams.commands.registry:registry",
 }
 
 
