@@ -25,6 +25,7 @@ import orjson
 
 from streams.engine.codecs import (
     _LEN1, EVENT_TYPES, AvroCodec, _check_consent, DecodeError, EncodeError, JsonCodec, _write_long, decode_key, get_codec,
+    topic_subject,
 )
 from streams.engine.consent import (
     BLOCKED, DELETED, P_CATEGORIES, P_FLAGS, P_GPC, P_GRANTED, P_JURISDICTION, P_VOCAB, PROFILE, TIMES,
@@ -109,6 +110,7 @@ class Filter:
         formats: dict[str, str],
         store: MutableMapping[str, tuple] | None = None,
         clock: Callable[[], int] | None = None,
+        registry_url: str | None = None,
     ) -> None:
         self.policy = policy
         self.topics = topics
@@ -116,15 +118,24 @@ class Filter:
         self.store = {} if store is None else store
         self.clock = clock or _now_ms
         fmt = self.formats.get
+        # With a registry, Avro ids come from it: inputs are decoded by whatever id their
+        # writer registered (subject <topic>-value, TopicNameStrategy); outputs register their
+        # own schema once under the record's full name, because one codec writes every
+        # engine's topic (RecordNameStrategy).
+        reg = registry_url
+
+        def codec(kind: str, f: str, topic: str | None = None) -> Any:
+            return get_codec(kind, f, registry_url=reg, subject=topic_subject(topic) if reg and topic else None)
+
         self._event_codecs = {
-            topics.clickstream: get_codec("click_event", fmt(topics.clickstream, "json")),
-            topics.purchases: get_codec("purchase_event", fmt(topics.purchases, "json")),
+            topics.clickstream: codec("click_event", fmt(topics.clickstream, "json"), topics.clickstream),
+            topics.purchases: codec("purchase_event", fmt(topics.purchases, "json"), topics.purchases),
         }
-        self._consent_codec = get_codec("consent_record", fmt(topics.consent, "json"))
+        self._consent_codec = codec("consent_record", fmt(topics.consent, "json"), topics.consent)
         out = fmt("output", "json")
-        self._out_codec = get_codec("filtered_event", out)
-        self._decision_codec = get_codec("decision_record", out)
-        self._erasure_codec = get_codec("erasure_notice", out)
+        self._out_codec = codec("filtered_event", out)
+        self._decision_codec = codec("decision_record", out)
+        self._erasure_codec = codec("erasure_notice", out)
         self._engines = policy.engines
         # fast path (see _fragments, _summaries): built on first use
         self._frags: Any = None
