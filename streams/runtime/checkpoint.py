@@ -162,11 +162,12 @@ class Checkpoint:
         if self.producer.flush(COMMIT_TIMEOUT_S):
             raise DeliveryError(f"outputs not acknowledged within {COMMIT_TIMEOUT_S} s")
 
-    def abandon(self) -> None:
+    def abandon(self) -> bool:
         """The partitions were lost (no longer a member): nothing can be committed. With
         exactly once the open transaction is aborted (its outputs are never seen); the
-        next owner decides those inputs again."""
-        if self.eos and self.in_txn:
+        next owner decides those inputs again. Returns whether a transaction was aborted."""
+        aborted = self.eos and self.in_txn
+        if aborted:
             self.producer.abort_transaction(COORDINATOR_TIMEOUT_S)
             self.in_txn = False
         self.event_next.clear()
@@ -174,6 +175,7 @@ class Checkpoint:
         self._batch_started.clear()
         self._deferred = []
         self._dirty = False
+        return aborted
 
     def forget(self, gone: set[int]) -> None:
         """Partitions revoked (after their commit) or lost: their positions are not ours."""

@@ -71,7 +71,9 @@ class Rebalance:
         self._forget({tp.partition for tp in parts})
 
     def on_lost(self, consumer: Any, parts: list[TopicPartition]) -> None:
-        self.checkpoint.abandon()
+        aborted = self.checkpoint.abandon()
+        log.warning("partitions lost (no longer a group member) %s", kv(partitions=len(parts),
+                                                                        open_transaction_aborted=aborted))
         self._forget({tp.partition for tp in parts})
 
     def _forget(self, gone: set[int]) -> None:

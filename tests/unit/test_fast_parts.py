@@ -150,8 +150,9 @@ def test_lost_partitions_abort_the_transaction_and_drop_what_was_pending() -> No
     ckpt, prod, cons = _checkpoint(eos=True)
     ckpt.consumed(_read("clicks", 1, 7), 0.0)
     ckpt.produce([DECISION])
-    ckpt.abandon()
+    assert ckpt.abandon() is True
     assert prod.calls[-1][0] == "abort_transaction" and not ckpt.in_txn
+    assert ckpt.abandon() is False  # nothing open any more
     ckpt.commit()  # nothing left to make durable
     assert [c[0] for c in prod.calls].count("commit_transaction") == 0 and cons.commits == []
 
