@@ -31,6 +31,7 @@ native: $(NATIVE_STAMP)
 
 install: $(STAMP) $(NATIVE_STAMP)
 	$(BIN)/pfilter kafka fetch
+	$(BIN)/pfilter registry fetch
 	@# promtool for the alert-rule tests (Debian's prometheus package, unpacked
 	@# into .venv/bin; says so and goes on where apt is unavailable)
 	@deploy/tools/install-promtool.sh

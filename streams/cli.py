@@ -57,6 +57,7 @@ _LAZY = {
     "tail": "streams.commands.tail:tail",
     "serve": "streams.commands.serve:serve",
     "erase": "streams.commands.erase:erase",
+    "registry": "streams.commands.registry:registry",
 }
 
 

@@ -129,6 +129,26 @@ class Settings(BaseSettings):
         "(outside the repository, shared by clones).",
     )
 
+    # --- Local schema registry (pfilter registry up/down/status) ----------
+    registry_port: int = Field(
+        default=8081, ge=1, le=65535,
+        description="Port of the local schema registry (loopback only); its Confluent API is "
+        "`http://127.0.0.1:<port>/apis/ccompat/v7`.",
+    )
+    registry_version: str = Field(
+        default="3.3.3", pattern=r"^3\.\d+\.\d+$",
+        description="Apicurio Registry release Maven fetches for the local schema registry.",
+    )
+    registry_java: Path | None = Field(
+        default=None,
+        description="`java` (21+) that runs the local schema registry. Unset: `$JAVA_HOME`, `java` on "
+        "PATH, or a JDK under /usr/lib/jvm, the first of release 21 or newer.",
+    )
+    registry_heap: str = Field(
+        default="256m", pattern=r"^\d+[kKmMgG]$",
+        description="JVM heap (-Xmx and -Xms) of the local schema registry.",
+    )
+
     # --- Topics -----------------------------------------------------------
     topic_clickstream: str = Field(default="clickstream", description="Click event input topic.")
     topic_purchases: str = Field(default="purchases", description="Purchase event input topic.")
@@ -399,6 +419,12 @@ class Settings(BaseSettings):
             return self.kafka_jars_dir
         base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
         return base / "pfilter" / f"kafka-{self.kafka_version}"
+
+    @property
+    def registry_dist_dir(self) -> Path:
+        """Cache of the unpacked schema registry, outside the repository like the broker jars."""
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        return base / "pfilter" / f"apicurio-registry-{self.registry_version}"
 
     def input_formats(self) -> dict[str, str]:
         """Value format per input topic, as the engine wants it."""

@@ -68,5 +68,39 @@ def record_batch(result, topic_counts: dict[str, int] | None = None) -> None:  #
         EVENTS_IN.labels(topic).inc(n)
 
 
+def record_decided(result, topic: str) -> None:  # noqa: ANN001
+    """After ``Filter.decide`` of one partition's records of ``topic`` (the first record's):
+    the engine counters and the DLQ entries it wrote."""
+    record_batch(result)
+    if result.dlq:
+        DLQ.labels(topic).inc(result.dlq)
+
+
+def record_consent(result, topic: str, applied: int = 0) -> None:  # noqa: ANN001
+    """After ``Filter.apply_consent``: ``applied`` consent records merged into state, and
+    the DLQ entries and erasures of ``result`` (None: records re-applied to state only,
+    whose outputs went out before)."""
+    if applied:
+        CONSENT_APPLIED.inc(applied)
+    if result is None:
+        return
+    if result.dlq:
+        DLQ.labels(topic).inc(result.dlq)
+    if result.erasures:
+        ERASURES.inc(result.erasures)
+
+
+def record_lag(topic: str, partition: int, high_watermark: int | None, next_offset: int) -> None:
+    """Consumer lag of one input partition: its high watermark (as the client last saw it;
+    None or negative: not known yet, nothing is set) minus the next offset to read."""
+    if high_watermark is not None and high_watermark >= 0:
+        CONSUMER_LAG.labels(topic, str(partition)).set(max(0, high_watermark - next_offset))
+
+
+def record_consent_lag(partition: int, end_offset: int, position: int) -> None:
+    """Consent records of a partition not yet applied, at the last barrier."""
+    CONSENT_LAG.labels(str(partition)).set(max(0, end_offset - position))
+
+
 def exposition() -> bytes:
     return generate_latest(REGISTRY)

@@ -62,7 +62,7 @@ def _read_partition(settings: Settings, topic: str, partition: int, key: bytes) 
 
 def build_report(settings: Settings, subject: str) -> dict[str, Any]:
     policy = policy_for_topics(settings)
-    codec = get_codec("decision_record", settings.format_output)
+    codec = get_codec("decision_record", settings.format_output, registry_url=settings.schema_registry_url)
     key = subject.encode()
     c = Consumer(plain_consumer_config(settings, "pfilter-report"))
     try:

@@ -87,14 +87,15 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
     bootstrap = settings  # replay() takes the settings: brokers and security settings
     res = VerifyResult(exactly_once=exactly_once)
     fmt_out = settings.format_output
-    dec_codec = get_codec("decision_record", fmt_out)
-    out_codec = get_codec("filtered_event", fmt_out)
-    era_codec = get_codec("erasure_notice", fmt_out)
+    reg = settings.schema_registry_url  # Avro ids written by the worker and producers live there
+    dec_codec = get_codec("decision_record", fmt_out, registry_url=reg)
+    out_codec = get_codec("filtered_event", fmt_out, registry_url=reg)
+    era_codec = get_codec("erasure_notice", fmt_out, registry_url=reg)
     engines = [e.name for e in policy.engines]
     topic_engine = {e.topic: e.name for e in policy.engines}
 
     # ---- consent: every version of every subject, malformed ones, tombstones
-    consent_codec = get_codec("consent_record", settings.format_consent)
+    consent_codec = get_codec("consent_record", settings.format_consent, registry_url=reg)
     versions: dict[str, dict[int, dict]] = defaultdict(dict)
     tombstones: list[tuple[str, int, int]] = []
     bad_consent: set[tuple[str, int, int]] = set()
@@ -149,8 +150,8 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
 
     # ---- events
     codecs = {
-        settings.topic_clickstream: get_codec("click_event", settings.format_clickstream),
-        settings.topic_purchases: get_codec("purchase_event", settings.format_purchases),
+        settings.topic_clickstream: get_codec("click_event", settings.format_clickstream, registry_url=reg),
+        settings.topic_purchases: get_codec("purchase_event", settings.format_purchases, registry_url=reg),
     }
     matched_outputs: set[tuple[str, str]] = set()
     for topic, p, off, key, value, _h, _ts in replay(

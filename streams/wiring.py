@@ -101,6 +101,6 @@ def filter_factory(settings: Settings):  # -> Callable[[store], Filter]
         return make_native
 
     def make(store=None):  # noqa: ANN001, ANN202
-        return Filter(policy, topics, fmts, store=store)
+        return Filter(policy, topics, fmts, store=store, registry_url=settings.schema_registry_url)
 
     return make

@@ -49,7 +49,10 @@ def kafka_bootstrap() -> Iterator[str]:
     from streams.config import load_settings
     from streams.kafka.broker import LocalBroker
 
-    settings = load_settings(kafka_port=TEST_KAFKA_PORT, state_dir=TEST_STATE_DIR)
+    # The suite creates a few thousand partitions over a run (each test its own topics):
+    # 512 MiB ran a long-lived test broker out of heap (OutOfMemoryError in metadata
+    # requests); 2 GiB of the machine's 24 GiB keeps it responsive.
+    settings = load_settings(kafka_port=TEST_KAFKA_PORT, state_dir=TEST_STATE_DIR, kafka_heap="2g")
     broker = LocalBroker(settings)
     broker.destroy()  # a broker left by an interrupted run is ours: stop it, start clean
     broker.up()
@@ -77,12 +80,26 @@ def names() -> Names:
     return Names()
 
 
+def _drop_topics(bootstrap: str, prefix: str) -> None:
+    """Delete a finished test's topics, so the broker's metadata stays small over the suite."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        mine = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+        if mine:
+            for f in admin.delete_topics(mine, operation_timeout=30).values():
+                f.result(60)
+    except Exception:  # noqa: BLE001 - housekeeping only; the next test has its own topics
+        pass
+
+
 @pytest.fixture
 def kafka_settings(kafka_bootstrap: str, names: Names, tmp_path: Path):
     """Settings pointing at the test broker, with this test's own topics and state."""
     from streams.config import load_settings
 
-    return load_settings(
+    settings = load_settings(
         kafka_bootstrap_servers=kafka_bootstrap,
         state_dir=tmp_path / "state",
         topic_clickstream=names.topic("clickstream"),
@@ -100,6 +117,8 @@ def kafka_settings(kafka_bootstrap: str, names: Names, tmp_path: Path):
         web_port=_free_port(),
         log_level="INFO",
     )
+    yield settings
+    _drop_topics(kafka_bootstrap, names.prefix)  # its topics, faust's internal ones included
 
 
 def _free_port() -> int:

@@ -29,7 +29,7 @@ from typing import Any
 
 from streams.engine import decisions
 from streams.engine.codecs import (
-    AvroCodec, DecodeError, EncodeError, JsonCodec, check_consent, decode_key, get_codec,
+    AvroCodec, DecodeError, EncodeError, JsonCodec, check_consent, decode_key, get_codec, topic_subject,
 )
 from streams.engine.consent import (
     BLOCKED, DELETED, P_FLAGS, P_VOCAB, PROFILE, UPDATED_AT, MalformedConsent, merge, merge_state,
@@ -102,6 +102,7 @@ class Filter:
         formats: dict[str, str],
         store: MutableMapping[str, tuple] | None = None,
         clock: Callable[[], int] | None = None,
+        registry_url: str | None = None,
     ) -> None:
         self.policy = policy
         self.topics = topics
@@ -109,15 +110,24 @@ class Filter:
         self.store = {} if store is None else store
         self.clock = clock or _now_ms
         fmt = self.formats.get
+        # With a registry, Avro ids come from it: inputs are decoded by whatever id their
+        # writer registered (subject <topic>-value, TopicNameStrategy); outputs register their
+        # own schema once under the record's full name, because one codec writes every
+        # engine's topic (RecordNameStrategy).
+        reg = registry_url
+
+        def codec(kind: str, f: str, topic: str | None = None) -> Any:
+            return get_codec(kind, f, registry_url=reg, subject=topic_subject(topic) if reg and topic else None)
+
         self._event_codecs = {
-            topics.clickstream: get_codec("click_event", fmt(topics.clickstream, "json")),
-            topics.purchases: get_codec("purchase_event", fmt(topics.purchases, "json")),
+            topics.clickstream: codec("click_event", fmt(topics.clickstream, "json"), topics.clickstream),
+            topics.purchases: codec("purchase_event", fmt(topics.purchases, "json"), topics.purchases),
         }
-        self._consent_codec = get_codec("consent_record", fmt(topics.consent, "json"))
+        self._consent_codec = codec("consent_record", fmt(topics.consent, "json"), topics.consent)
         out = fmt("output", "json")
-        self._out_codec = get_codec("filtered_event", out)
-        self._decision_codec = get_codec("decision_record", out)
-        self._erasure_codec = get_codec("erasure_notice", out)
+        self._out_codec = codec("filtered_event", out)
+        self._decision_codec = codec("decision_record", out)
+        self._erasure_codec = codec("erasure_notice", out)
         self._engines = policy.engines
         # fast path (see _fragments, _summaries): built on first use
         self._frags: JsonFragments | AvroFragments | None = None

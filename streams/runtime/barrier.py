@@ -27,10 +27,21 @@ from confluent_kafka import OFFSET_END, OFFSET_INVALID, Consumer, KafkaError, To
 
 from streams import metrics
 from streams.config import Settings
+from streams.errors import PFilterError
 from streams.kafka.clients import plain_consumer_config
 from streams.logs import kv
+from streams.runtime import records
 
 log = logging.getLogger(__name__)
+
+
+class SideReadError(PFilterError, RuntimeError):
+    """The broker refused a side read of the barrier (offsets or records); the agent stops."""
+
+
+class SideReadTimeout(PFilterError, TimeoutError):
+    """A side read of the barrier made no progress within ``READ_TIMEOUT_S``."""
+
 
 #: How long the event agent waits for the consent agent before reading ahead
 #: itself. Long enough that in steady state (consent agent a few ms behind)
@@ -63,7 +74,7 @@ class ConsentSideReader:
         out = {}
         for tp in self._meta.offsets_for_times(tps, timeout=10):
             if tp.error is not None:
-                raise RuntimeError(f"consent end offsets unavailable: {tp.error.name()}")
+                raise SideReadError(f"consent end offsets unavailable: {tp.error.name()}")
             out[tp.partition] = tp.offset
         return out
 
@@ -79,7 +90,7 @@ class ConsentSideReader:
         out = {}
         for tp in got:
             if tp.error is not None:
-                raise RuntimeError(f"committed offsets unavailable: {tp.error.name()}")
+                raise SideReadError(f"committed offsets unavailable: {tp.error.name()}")
             off = tp.offset
             if off == OFFSET_INVALID or off < 0:
                 off, _high = self._meta.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
@@ -107,15 +118,14 @@ class ConsentSideReader:
                     if err is not None:
                         if err.code() == KafkaError._PARTITION_EOF:
                             return out
-                        raise RuntimeError(f"barrier read failed on partition {partition}: {err.name()}")
+                        raise SideReadError(f"barrier read failed on partition {partition}: {err.name()}")
                     off = m.offset()
                     if off >= end:
                         return out
-                    ts = m.timestamp()[1]
-                    out.append((topic, partition, off, m.key(), m.value(), m.headers(), ts))
+                    out.append(records.from_message(m))
                     if off >= end - 1:
                         return out
-            raise TimeoutError(f"side read of {topic} partition {partition} timed out")
+            raise SideReadTimeout(f"side read of {topic} partition {partition} timed out")
         finally:
             self._reader.unassign()
 
@@ -198,13 +208,13 @@ class RevocationBarrier:
                 have = max(done, self._overlay_upto.get(p, -1))
                 base_view = self._table_view(p)
                 if have < target:
-                    records = await self._run(self._reader.read, p, have + 1, target + 1)
+                    got = await self._run(self._reader.read, p, have + 1, target + 1)
                     over = self._overlay.setdefault(p, {})
                     view = Overlay(over, base_view)
-                    if records:
-                        self._apply_ahead(records, view)
-                        metrics.BARRIER_CATCHUP.inc(len(records))
-                        log.debug("barrier read-ahead %s", kv(partition=p, records=len(records), upto=target))
+                    if got:
+                        self._apply_ahead(got, view)
+                        metrics.BARRIER_CATCHUP.inc(len(got))
+                        log.debug("barrier read-ahead %s", kv(partition=p, records=len(got), upto=target))
                     self._overlay_upto[p] = target
                     stores[p] = view
                 elif p in self._overlay:

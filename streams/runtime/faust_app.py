@@ -40,6 +40,7 @@ from streams.config import Settings, load_settings
 from streams.kafka import clients
 from streams.kafka.admin import require_copartitioned
 from streams.logs import kv
+from streams.runtime import records
 from streams.runtime.barrier import ConsentSideReader, RevocationBarrier
 from streams.runtime.continuity import OffsetContinuity
 from streams.runtime.stall import StallWatch
@@ -158,10 +159,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
     writer = filt_factory(None)  # the consent agent's engine: its store is given per batch
     reader = ConsentSideReader(settings)
 
-    def apply_ahead(records: list[tuple], store: Any) -> None:
+    def apply_ahead(recs: list[tuple], store: Any) -> None:
         # Read-ahead for the barrier: state only. Erasure notices and DLQ entries
         # are the consent agent's to send when it applies the same records.
-        filt_factory(store).apply_consent(records)
+        filt_factory(store).apply_consent(recs)
 
     barrier = RevocationBarrier(reader, lambda p: TablePartitionView(table, p), apply_ahead)
 
@@ -175,32 +176,24 @@ def create_app(settings: Settings | None = None) -> faust.App:
         changelog = changelog_topic(table)
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_timeout_ms / 1000):
             t0 = time.perf_counter()
-            by_partition: dict[int, list[tuple]] = {}
-            for event in batch:
-                m = event.message
-                by_partition.setdefault(m.partition, []).append(
-                    (m.topic, m.partition, m.offset, m.key, m.value, m.headers, int(m.timestamp * 1000)))
+            by_partition = records.group_by_partition(map(records.from_faust, batch))
             applied = []
-            for p, records in by_partition.items():
+            for p, recs in by_partition.items():
                 pending = PendingWrites(TablePartitionView(table, p))
-                applied.append((p, records, pending, writer.apply_consent(records, pending)))
+                applied.append((p, recs, pending, writer.apply_consent(recs, pending)))
             changes = {p: list(pending.changes.items()) for p, _r, pending, _res in applied if pending.changes}
             if changes:
                 offsets = await loop.run_in_executor(None, sink.send_to_partitions, changelog, changes)
             out: list[tuple] = []
-            for p, records, pending, result in applied:
+            for p, recs, pending, result in applied:
                 if pending.changes:
                     apply_to_store(table, p, pending.changes, offsets[p])
                 out.extend(result.records)
-                metrics.CONSENT_APPLIED.inc(len(records))
-                if result.dlq:
-                    metrics.DLQ.labels(records[0][0]).inc(result.dlq)
-                if result.erasures:
-                    metrics.ERASURES.inc(result.erasures)
+                metrics.record_consent(result, recs[0][0], applied=len(recs))
             if out:
                 await sink.send_async(out)
-            for p, records, _pending, _result in applied:
-                barrier.consent_applied(p, records[-1][2])
+            for p, recs, _pending, _result in applied:
+                barrier.consent_applied(p, recs[-1][2])
             stage("consent", time.perf_counter() - t0)
 
     deciders: dict[int, Any] = {}
@@ -247,42 +240,29 @@ def create_app(settings: Settings | None = None) -> faust.App:
     async def event_agent(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_timeout_ms / 1000):
             t0 = time.perf_counter()
-            by_tp: dict[tuple[str, int], list[tuple]] = {}
-            for event in batch:
-                m = event.message
-                by_tp.setdefault((m.topic, m.partition), []).append(
-                    (m.topic, m.partition, m.offset, m.key, m.value, m.headers, int(m.timestamp * 1000))
-                )
+            by_tp = records.group_by_topic_partition(map(records.from_faust, batch))
             by_partition, holes = await fill_holes(by_tp)
-            counts: dict[str, int] = {}
-            last_offsets: dict[tuple[str, int], int] = {}
-            for records in by_partition.values():
-                for r in records:
-                    counts[r[0]] = counts.get(r[0], 0) + 1
-                    last_offsets[(r[0], r[1])] = r[2] + 1
+            read = records.positions(by_partition)
             out: list[tuple] = []
             t1 = time.perf_counter()
             if not by_partition:
                 continue  # only stale redeliveries: decided before
             stores = await barrier.stores_for(list(by_partition))
             t2 = time.perf_counter()
-            for p, records in by_partition.items():
+            for p, recs in by_partition.items():
                 store = stores[p]
                 decider = deciders.get(p)
                 if decider is None:
                     decider = deciders[p] = filt_factory(store)
-                decider.store = store
-                result = decider.decide(records)
+                decider.store = store  # the barrier's store of this batch (an overlay or the table view)
+                result = decider.decide(recs)
                 out.extend(result.records)
-                metrics.record_batch(result)
-                if result.dlq:
-                    metrics.DLQ.labels(records[0][0]).inc(result.dlq)
-            for topic, n in counts.items():
+                metrics.record_decided(result, recs[0][0])
+            for topic, n in read.counts.items():
                 metrics.EVENTS_IN.labels(topic).inc(n)
-            for (topic, p), nxt in last_offsets.items():
-                hw = app.consumer.highwater(TP(topic, p))  # from the last fetch response, no request
-                if hw is not None and hw >= 0:
-                    metrics.CONSUMER_LAG.labels(topic, str(p)).set(max(0, hw - nxt))
+            for (topic, p), nxt in read.next_offsets.items():
+                # the high watermark of the last fetch response: no request
+                metrics.record_lag(topic, p, app.consumer.highwater(TP(topic, p)), nxt)
             t3 = time.perf_counter()
             await sink.send_async(out, deliveries)
             for hole in holes:

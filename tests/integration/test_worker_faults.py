@@ -13,7 +13,7 @@ import pytest
 from streams import population
 from streams.config import Settings
 from streams.verify import render_report, run_verify
-from tests.integration import kit
+from tests.integration import faults, kit
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -62,12 +62,17 @@ def test_sigkill_mid_stream_and_restart(kafka_settings: Settings, tmp_path: Path
     s = kafka_settings.model_copy(update={"batch_size": 500, "runtime": "faust"})
     kit.setup_topics(s)
     w = kit.start_worker(s, tmp_path, name="w1")
-    n = _load(s, EVENTS)
+    now = int(time.time() * 1000)
+    spec = faults.produce_population(s, now)
+    # paced, so the kill lands mid-stream whatever the machine's speed (produced all at
+    # once, a fast worker had decided all of it before the first look)
+    stream = faults.Stream(s, spec, now, events=EVENTS, seconds=12.0).start()
     deadline = time.monotonic() + 120
     while _inputs_decided(s) < EVENTS // 10 and time.monotonic() < deadline:
         time.sleep(0.2)
     decided_at_kill = _inputs_decided(s)
     w.kill()  # SIGKILL: no shutdown, no final commit
+    n = stream.join()
     assert 0 < decided_at_kill < n, "the kill must land mid-stream for this test to mean anything"
     n += _load(s, 2000, first=EVENTS)  # more input arrives while the worker is down
     w2 = kit.WorkerProcess(s, tmp_path / "w2.log").start()
