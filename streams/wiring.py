@@ -7,6 +7,7 @@ validated, naming the bad setting) exactly once, at start-up.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from streams.config import ConfigError, Settings
@@ -92,7 +93,9 @@ def filter_factory(settings: Settings):  # -> Callable[[store], Filter]
     policy = load_policy(settings)
     topics = topic_names(settings)
     fmts = formats(settings)
-    if resolve(settings.engine) == "native":  # PFILTER_ENGINE; native not built: a start-up error
+    engine = resolve(settings.engine)  # PFILTER_ENGINE; native asked for and not built: a start-up error
+    logging.getLogger("streams.engine").info("decision engine: %s (PFILTER_ENGINE=%s)", engine, settings.engine)
+    if engine == "native":
         secret = pseudonym_secret(settings)
 
         def make_native(store=None):  # noqa: ANN001, ANN202
