@@ -60,11 +60,11 @@ def _sid(value: bytes) -> int:
 
 
 def _wait(settings: Settings, codec: AvroCodec, count: int, timeout: float = 90.0) -> list[dict]:
-    """Decoded decisions once at least ``count`` distinct (input, engine) ones exist."""
+    """Decoded decisions, one per (input, engine) (kit.flatten), once ``count`` distinct exist."""
     deadline = time.monotonic() + timeout
     got: list[dict] = []
     while time.monotonic() < deadline:
-        got = [codec.decode(v) for *_x, v, _h, _t in replay(settings, [settings.topic_decisions])]
+        got = kit.flatten(settings, [codec.decode(v) for *_x, v, _h, _t in replay(settings, [settings.topic_decisions])])
         if len({(d["source_offset"], d["source_partition"], d["engine"]) for d in got}) >= count:
             return got
         time.sleep(0.5)
@@ -78,9 +78,9 @@ def test_avro_in_and_out_through_a_real_registry(kafka_settings: Settings, regis
     })
     kit.setup_topics(s)
     client = SchemaRegistryClient({"url": registry_url})
-    # Registry ids start at 1 like schemas/ids.json (1-6): schemas registered first push
-    # ours past 6, so an id the worker took from ids.json instead of the registry shows.
-    for i in range(len(schema_ids())):
+    # Registry ids start at 1 like schemas/ids.json: schemas registered first push ours past
+    # its largest id, so an id the worker took from ids.json instead of the registry shows.
+    for i in range(max(schema_ids().values())):
         client.register_schema("padding-value", Schema(json.dumps(
             {"type": "record", "name": f"Padding{i}", "fields": [{"name": "n", "type": "int"}]}), "AVRO"))
 
