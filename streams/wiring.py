@@ -94,7 +94,15 @@ def filter_factory(settings: Settings):  # -> Callable[[store], Filter]
     topics = topic_names(settings)
     fmts = formats(settings)
     engine = resolve(settings.engine)  # PFILTER_ENGINE; native asked for and not built: a start-up error
-    logging.getLogger("streams.engine").info("decision engine: %s (PFILTER_ENGINE=%s)", engine, settings.engine)
+    why = ""
+    if engine == "native" and settings.schema_registry_url:
+        # the native core writes Avro with the checked-in schema ids (schemas/ids.json); with a
+        # registry the ids are the registry's, which only the Python engine resolves so far
+        if settings.engine == "native":
+            raise ConfigError("PFILTER_ENGINE=native: the native engine does not take schema ids from "
+                              "SCHEMA_REGISTRY_URL yet; use PFILTER_ENGINE=auto or python with a registry")
+        engine, why = "python", ", a schema registry is set"
+    logging.getLogger("streams.engine").info("decision engine: %s (PFILTER_ENGINE=%s%s)", engine, settings.engine, why)
     if engine == "native":
         secret = pseudonym_secret(settings)
 

@@ -279,6 +279,19 @@ def test_wiring_builds_the_chosen_engine(monkeypatch):
         wiring.filter_factory(load_settings(engine="native"))
 
 
+def test_a_schema_registry_keeps_the_python_engine(monkeypatch):
+    """The native core writes Avro with the checked-in ids; with a registry, auto picks the
+    Python engine (which resolves the registry's ids) and an explicit native is refused."""
+    from streams import wiring
+    from streams.config import ConfigError
+
+    monkeypatch.setenv("PFILTER_PSEUDONYM_KEY", SECRET.decode())
+    reg = "http://127.0.0.1:1"  # never contacted: codecs ask the registry on first use only
+    assert type(wiring.filter_factory(load_settings(engine="auto", schema_registry_url=reg))(None)) is Filter
+    with pytest.raises(ConfigError, match="SCHEMA_REGISTRY_URL"):
+        wiring.filter_factory(load_settings(engine="native", schema_registry_url=reg))
+
+
 def test_decimal_texts_sweep():
     """Decimal texts of every length: what the scanner writes is orjson's text. 16-17 digit
     values whose shortest repr ties (orjson writes .2 where Rust writes .3) are refused."""
