@@ -72,7 +72,7 @@ from streams.runtime.checkpoint import TRANSACTION_TIMEOUT_MS, Checkpoint
 from streams.runtime.consent_reader import ConsentFiles, ConsentReader
 from streams.runtime.heap import settle_gc
 from streams.runtime.rebalance import Rebalance
-from streams.runtime.stall import StallWatch
+from streams.runtime.stall import StallWatch, start_watchdog
 from streams.runtime.web import serve
 
 log = logging.getLogger("streams.runtime.fast")
@@ -192,6 +192,7 @@ class FastWorker:
         self.consumer.subscribe(self.event_topics, on_assign=self.rebalance.on_assign,
                                 on_revoke=self.rebalance.on_revoke, on_lost=self.rebalance.on_lost)
         web = serve(s.web_bind, s.web_port, lambda: consent.ready and self.stalls.healthy())
+        start_watchdog(self.stalls, lambda: consent.ready)  # a stuck worker exits to be restarted
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "running", False))
         log.info("fast runtime started %s", kv(group=s.group_id, eos=self.eos, partitions=self.partitions,

@@ -15,10 +15,15 @@ they already hold (positions they track, high watermarks cached by the client).
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 
 from streams import metrics
+from streams.logs import kv
+
+log = logging.getLogger(__name__)
 
 TopicPartitionKey = tuple[str, int]
 
@@ -62,3 +67,39 @@ class StallWatch:
             self._seen.pop(tp, None)
             self._since.pop(tp, None)
             metrics.PARTITION_STALLED.labels(tp[0], str(tp[1])).set(0)
+
+
+#: How often the watchdog looks; a stall is acted on within this of crossing the timeout.
+WATCHDOG_CHECK_S = 5.0
+#: Exit status of a worker stopped by its watchdog (EX_SOFTWARE, as a failed faust agent).
+STALLED_EXIT = 70
+
+
+def start_watchdog(watch: StallWatch, armed: Callable[[], bool], *, check_s: float = WATCHDOG_CHECK_S,
+                   exit_: Callable[[int], None] | None = None) -> threading.Thread:
+    """Fail-stop for a worker that stopped making progress: once ``armed()`` (consent restored)
+    and a partition has been stalled past the watch's timeout, log one line and exit, so a
+    supervisor (Kubernetes, the fault suite) restarts it and it resumes from its commit.
+
+    Why: after a broker was killed and restarted, fast workers stayed alive without deciding
+    anything for 4 minutes (F3 in a loaded CI run) while a restarted worker recovers at once.
+    A thread, not the loop: the loop may be the thing that is stuck. It reads the stall
+    clock only; ``observe`` keeps running the clock from the last reading with lag."""
+    import os
+
+    def run() -> None:
+        while True:
+            time.sleep(check_s)
+            if not armed():
+                continue
+            stalled = watch.stalled()
+            if stalled:
+                log.critical("input partitions stalled past PFILTER_STALL_TIMEOUT_S, stopping the worker %s",
+                             kv(partitions=len(stalled), seconds=round(max(stalled.values()))))
+                logging.shutdown()
+                (exit_ or os._exit)(STALLED_EXIT)
+                return
+
+    t = threading.Thread(target=run, name="pfilter-watchdog", daemon=True)
+    t.start()
+    return t

@@ -62,3 +62,24 @@ def test_forget_clears_the_gauge() -> None:
     w.forget([TP])
     assert w.healthy()
     assert _gauge(TP) == 0.0
+
+
+def test_watchdog_exits_once_armed_and_stalled() -> None:
+    import time
+
+    from streams.runtime.stall import STALLED_EXIT, start_watchdog
+
+    clock = Clock()
+    w = StallWatch(1.0, clock)
+    w.observe(TP, 1, 9)
+    clock.t += 5  # stalled for 5 s, past the 1 s timeout
+    codes: list[int] = []
+    armed = [False]
+    start_watchdog(w, lambda: armed[0], check_s=0.01, exit_=codes.append)
+    time.sleep(0.1)
+    assert codes == []  # not armed (still restoring): never exits
+    armed[0] = True
+    deadline = time.monotonic() + 5
+    while not codes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert codes == [STALLED_EXIT]
