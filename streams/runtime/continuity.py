@@ -35,8 +35,8 @@ nothing for (transaction markers, aborted records) are simply passed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 #: (topic, partition)
 TopicPartitionKey = tuple[str, int]
@@ -77,6 +77,19 @@ class OffsetContinuity:
         """The next offset to decide, or None before :meth:`start`."""
         return self._next.get(tp)
 
+    def peek(self, tp: TopicPartitionKey, offsets: Iterable[int]) -> list[Hole]:
+        """The holes :meth:`plan` will find for these offsets, without advancing: an async
+        runtime reads them from the broker first, then plans (:func:`order_batch`)."""
+        expected = self._next[tp]
+        holes: list[Hole] = []
+        for off in offsets:
+            if off < expected:
+                continue
+            if off > expected:
+                holes.append(Hole(tp[0], tp[1], expected, off))
+            expected = off + 1
+        return holes
+
     def plan(self, tp: TopicPartitionKey, offsets: Iterable[int]) -> tuple[list[Hole], list[int]]:
         """Holes before and between the batch's offsets, and the indexes of the records to decide."""
         expected = self._next[tp]
@@ -98,3 +111,27 @@ class OffsetContinuity:
 
     def clear(self) -> None:
         self._next.clear()
+
+
+def order_batch(continuity: OffsetContinuity, by_tp: dict[TopicPartitionKey, list[tuple]],
+                read_hole: Callable[[Hole], list[tuple]]) -> tuple[dict[int, list[tuple]], list[Hole]]:
+    """One batch, per engine partition: its records in offset order per topic, any hole the
+    transport left filled first by ``read_hole`` (the runtime's read from the broker), stale
+    redeliveries removed. A partition left with nothing to decide is left out entirely:
+    after a rebalance a batch can hold only stale redeliveries of a partition, and an
+    empty list handed on crashed the faust event agent (IndexError in the F2 zombie run,
+    both workers down, inputs left undecided)."""
+    by_partition: dict[int, list[Any]] = {}
+    holes: list[Hole] = []
+    for tp, recs in by_tp.items():
+        found, keep = continuity.plan(tp, [r[2] for r in recs])
+        kept = [recs[i] for i in keep]
+        for hole in found:
+            kept.extend(read_hole(hole))
+            holes.append(hole)
+        if not kept:
+            continue
+        if len(kept) != len(recs) or found:
+            kept.sort(key=lambda r: r[2])
+        by_partition.setdefault(tp[1], []).extend(kept)
+    return by_partition, holes

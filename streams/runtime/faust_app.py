@@ -42,8 +42,8 @@ from streams.kafka.admin import require_copartitioned
 from streams.logs import kv
 from streams.runtime import records
 from streams.runtime.barrier import ConsentSideReader, RevocationBarrier
-from streams.runtime.continuity import OffsetContinuity
-from streams.runtime.stall import StallWatch
+from streams.runtime.continuity import OffsetContinuity, order_batch
+from streams.runtime.stall import StallWatch, start_watchdog
 from streams.runtime.sink import DeliveryError, Sink
 from streams.runtime.stores import PendingWrites, TablePartitionView, apply_to_store, changelog_topic
 
@@ -216,24 +216,16 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     async def fill_holes(by_tp: dict[tuple[str, int], list[tuple]]) -> tuple[dict[int, list[tuple]], list]:
         """Per partition, the batch's records in offset order with any hole the transport left
-        read from the broker first (streams.runtime.continuity), stale redeliveries removed."""
+        read from the broker first (streams.runtime.continuity.order_batch)."""
         await ensure_started(list(by_tp))
-        by_partition: dict[int, list[tuple]] = {}
-        holes = []
-        for tp, recs in by_tp.items():
-            found, keep = continuity.plan(tp, [r[2] for r in recs])
-            kept = [recs[i] for i in keep]
-            for hole in found:
-                got = await loop_run(reader.read, hole.partition, hole.start, hole.end, hole.topic)
-                metrics.HOLES_FILLED.labels(hole.topic).inc(len(got))
-                log.warning("input records the transport skipped, read from the broker %s", kv(
-                    topic=hole.topic, partition=hole.partition, start=hole.start, end=hole.end, records=len(got)))
-                kept.extend(got)
-                holes.append(hole)
-            if len(kept) != len(recs) or found:
-                kept.sort(key=lambda r: r[2])
-            by_partition.setdefault(tp[1], []).extend(kept)
-        return by_partition, holes
+        found = [h for tp, recs in by_tp.items() for h in continuity.peek(tp, [r[2] for r in recs])]
+        got = {}
+        for hole in found:
+            got[hole] = await loop_run(reader.read, hole.partition, hole.start, hole.end, hole.topic)
+            metrics.HOLES_FILLED.labels(hole.topic).inc(len(got[hole]))
+            log.warning("input records the transport skipped, read from the broker %s", kv(
+                topic=hole.topic, partition=hole.partition, start=hole.start, end=hole.end, records=len(got[hole])))
+        return order_batch(continuity, by_tp, got.__getitem__)
 
     @app.agent(event_topic, name="events")
     @_fail_stop("events")
@@ -288,6 +280,15 @@ def create_app(settings: Settings | None = None) -> faust.App:
             pos = continuity.position((t, p))
             if hw is not None and hw >= 0 and pos is not None:
                 stalls.observe((t, p), pos, hw)
+
+    @app.task
+    async def arm_watchdog() -> None:
+        """The same fail-stop as the fast runtime: once the table has recovered, a partition
+        stalled past PFILTER_STALL_TIMEOUT_S ends the process (exit 70) for its supervisor to
+        restart; its partitions move to the other members meanwhile. Why: faust has more
+        than one way to stop delivering a partition after a rebalance (the continuity
+        module covers the ones understood); a restarted member starts from the commit."""
+        start_watchdog(stalls, lambda: app.tables.recovery.completed.is_set() and not app.rebalancing)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: faust.App, revoked: set, **kw: Any) -> None:  # noqa: ARG001

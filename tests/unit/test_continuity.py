@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.runtime.continuity import Hole, OffsetContinuity
+from streams.runtime.continuity import Hole, OffsetContinuity, order_batch
 
 TP = ("clicks", 3)
 
@@ -64,3 +64,31 @@ def test_every_offset_from_the_start_is_decided_once(start: int, batches: list[l
         assert decided == []
     else:
         assert sorted(decided) == list(range(start, top + 1))
+
+
+def _recs(topic: str, p: int, offs: list[int]) -> list[tuple]:
+    return [(topic, p, o, b"k", b"v") for o in offs]
+
+
+def test_a_partition_with_only_stale_redeliveries_is_left_out() -> None:
+    """After a rebalance a batch can hold nothing but stale redeliveries of one partition
+    (F2, faust: both workers crashed with IndexError on the empty list handed on)."""
+    c = OffsetContinuity()
+    c.start(("clicks", 0), 10)
+    c.start(("clicks", 1), 5)
+    by_tp = {("clicks", 0): _recs("clicks", 0, [7, 8, 9]), ("clicks", 1): _recs("clicks", 1, [5, 6])}
+    by_p, holes = order_batch(c, by_tp, lambda h: [])
+    assert by_p == {1: _recs("clicks", 1, [5, 6])}
+    assert holes == []
+
+
+def test_holes_are_read_and_decided_in_offset_order() -> None:
+    c = OffsetContinuity()
+    c.start(("clicks", 2), 100)
+    c.start(("buys", 2), 0)
+    by_tp = {("clicks", 2): _recs("clicks", 2, [101, 102]), ("buys", 2): _recs("buys", 2, [0])}
+    peeked = c.peek(("clicks", 2), [101, 102])
+    by_p, holes = order_batch(c, by_tp, lambda h: _recs(h.topic, h.partition, list(range(h.start, h.end))))
+    assert holes == peeked == [Hole("clicks", 2, 100, 101)]
+    assert [r[2] for r in by_p[2]] == [100, 101, 102, 0]
+    assert c.position(("clicks", 2)) == 103
