@@ -178,6 +178,9 @@ def test_support_page_in_a_browser(kafka_settings: Settings, tmp_path: Path) -> 
         form.find_element(By.NAME, "admin_token").send_keys(ADMIN)
         form.find_element(By.CSS_SELECTOR, "button").click()
         wait.until(ec.presence_of_element_located((By.ID, "erased")))
+        # the full cascade (streams.erase), not only the consent tombstone: the data key too
+        assert "data key was tombstoned" in driver.find_element(By.ID, "erased").text
+        assert driver.find_elements(By.ID, "erase-confirmed"), "the worker did not confirm the erasure"
         deadline = time.monotonic() + WAIT_S
         doc = _export(s)
         while len(doc["erasure"]["receipts"]) < 3 and time.monotonic() < deadline:

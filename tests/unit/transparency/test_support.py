@@ -31,7 +31,10 @@ class Calls:
 
     def erase(self, settings: Any, subject: str) -> dict:
         self.erased.append(subject)
-        return {"topic": settings.topic_consent, "partition": 1, "offset": 42}
+        return {"subject": subject, "confirmed": True, "timeout_s": 20.0,
+                "consent_tombstone": {"topic": settings.topic_consent, "partition": 1, "offset": 42},
+                "key_tombstone": {"topic": settings.topic_keys, "partition": 1, "offset": 7},
+                "notices": [{"engine": "offers", "pseudonymized": False, "partition": 0, "offset": 3}]}
 
 
 def run(test: Callable[[TestClient, Calls], Awaitable[None]], **settings: Any) -> Calls:
