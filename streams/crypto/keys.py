@@ -70,7 +70,7 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from streams.crypto.errors import KekError, WrongKeyError
+from streams.crypto.errors import CryptoError, KekError, WrongKeyError
 
 #: AES-256 everywhere: 32-byte KEK and data keys.
 KEY_BYTES = 32
@@ -218,7 +218,7 @@ class KeyRecord:
                 "kek_id": self.kek_id, "wrapped_key": self.wrapped_key, "created_at": self.created_at}
 
 
-class KeyRecordError(ValueError):
+class KeyRecordError(CryptoError, ValueError):
     """A ``personalization.keys`` value that is not a key record (names the field, not values)."""
 
 

@@ -50,6 +50,7 @@ import zlib
 from collections.abc import Iterable, MutableMapping, Sequence
 from typing import Any, NamedTuple
 
+from streams.errors import PFilterError
 from streams.engine.vocab import I64_MAX, I64_MIN
 
 # --------------------------------------------------------------- state layout
@@ -181,7 +182,7 @@ class Vocabulary:
         return f"Vocabulary(purposes={self.purposes!r}, categories={self.categories!r})"
 
 
-class MalformedConsent(Exception):
+class MalformedConsent(PFilterError):
     """A consent record the filter cannot trust.
 
     ``message`` names the offending field, never a value (CONTRACT G6).

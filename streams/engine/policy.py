@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from streams.errors import PFilterError
 from streams.engine.consent import Vocabulary
 from streams.engine.shapes import (  # noqa: F401 - CONTEXT_SHAPE, EVENT_PAYLOADS: re-exported
     CONTEXT_SHAPE, EVENT_PAYLOADS, KNOWN_FIELDS, PATHS_BY_TYPE, TEXT_FIELDS, compile_shape,
@@ -58,7 +59,7 @@ _ENGINE_KEYS = {"name", "description", "topic", "party", "needs", "may_receive",
                 "subject", "transforms"}
 
 
-class PolicyError(ValueError):
+class PolicyError(PFilterError, ValueError):
     """The policy cannot be used; the message names what is wrong."""
 
 

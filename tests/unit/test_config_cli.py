@@ -94,3 +94,18 @@ def test_cluster_ids_never_look_like_an_option() -> None:
     ids = [_cluster_id() for _ in range(5000)]  # ~78 of 5000 plain ids would start with "-"
     assert all(not i.startswith("-") and len(i) == 22 for i in ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_every_error_the_filter_raises_on_purpose_derives_from_the_root() -> None:
+    """Issue 15: one hierarchy, one root a user (and the CLI) can catch."""
+    from streams.crypto.keys import KeyRecordError
+    from streams.engine.codecs.errors import DecodeError, EncodeError, RegistryUnavailable
+    from streams.engine.consent import MalformedConsent
+    from streams.engine.policy import PolicyError
+    from streams.errors import PFilterError
+
+    for cls in (DecodeError, EncodeError, RegistryUnavailable, MalformedConsent, PolicyError, KeyRecordError):
+        assert issubclass(cls, PFilterError), cls.__name__
+    # the builtin bases stay, so callers that caught ValueError / RuntimeError still do
+    assert issubclass(PolicyError, ValueError) and issubclass(EncodeError, ValueError)
+    assert issubclass(RegistryUnavailable, RuntimeError)

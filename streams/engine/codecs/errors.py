@@ -8,6 +8,8 @@ ids, never a value from the input (CONTRACT G6).
 
 from __future__ import annotations
 
+from streams.errors import PFilterError
+
 #: Every ``DecodeError.error_class``:
 #:
 #: - ``oversize``: the value is longer than ``max_bytes`` (checked before parsing);
@@ -37,7 +39,7 @@ ERROR_CLASSES = frozenset({
 })
 
 
-class DecodeError(Exception):
+class DecodeError(PFilterError):
     """A value or key that does not decode; ``error_class`` is in :data:`ERROR_CLASSES`.
 
     The message names fields, sizes, offsets and schema ids only, never a
@@ -53,7 +55,7 @@ class DecodeError(Exception):
         return f"{self.error_class}: {self.args[0]}"
 
 
-class EncodeError(ValueError):
+class EncodeError(PFilterError, ValueError):
     """A dict that does not fit the kind's schema (a bug upstream, or a JSON input
     whose payload types Avro rejects). Same privacy rule as :class:`DecodeError`."""
 
@@ -66,7 +68,7 @@ class EncodeError(ValueError):
         return f"{self.error_class}: {self.args[0]}"
 
 
-class RegistryUnavailable(RuntimeError):
+class RegistryUnavailable(PFilterError, RuntimeError):
     """The configured schema registry could not answer (network, 5xx, auth).
 
     Not a property of the record: the runtime should stop or retry, not DLQ.
