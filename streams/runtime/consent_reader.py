@@ -54,6 +54,12 @@ class ConsentCatchUpTimeout(PFilterError, TimeoutError):
     """Consent could not be read up to the barrier within the bound of one batch."""
 
 
+class ConsentRestoreStalled(PFilterError, TimeoutError):
+    """The restore read nothing for ``stall_s`` while partitions were still behind their end:
+    the consent reader stopped fetching (seen after a broker restart). Ending the worker lets
+    its supervisor restart it with fresh clients; waiting would hang it, never ready."""
+
+
 class ConsentFiles:
     """Local checkpoint files of consent state, one per partition, written only right after
     a commit (their positions are then the committed consent offsets)."""
@@ -95,7 +101,7 @@ class ConsentReader:
     """Consent state of the owned partitions and how far it has been read and committed."""
 
     def __init__(self, consumer: Any, offsets_client: Any, topic: str, filt: Any, files: ConsentFiles,
-                 catch_up_bound_s: float) -> None:
+                 catch_up_bound_s: float, stall_s: float = 60.0, heartbeat: Any = None) -> None:
         """``consumer``: assigned here, never subscribes, never commits. ``offsets_client``:
         asks end offsets on a connection of its own (see ``ends``). ``filt``: the engine
         Filter (shared with the loop's decisions through ``decider``)."""
@@ -104,6 +110,9 @@ class ConsentReader:
         self.topic = topic
         self.files = files
         self.catch_up_bound_s = catch_up_bound_s
+        #: the restore gives up after reading nothing for this long (PFILTER_STALL_TIMEOUT_S)
+        self.stall_s = stall_s
+        self.heartbeat = heartbeat  # streams.runtime.stall.Heartbeat: beaten per poll
         self.states: dict[int, dict[str, tuple]] = {}
         self.decider = PartitionDecider(filt, self.states)
         self.pos: dict[int, int] = {}        # next consent offset to apply
@@ -162,6 +171,7 @@ class ConsentReader:
         start = time.monotonic()
         deadline = None if restoring else start + self.catch_up_bound_s
         next_report = start + RESTORE_REPORT_S
+        progress_at, seen = start, [self.pos.get(p, 0) for p in sorted(targets)]
         while pending:
             now = time.monotonic()
             if deadline is not None and now > deadline:
@@ -170,8 +180,18 @@ class ConsentReader:
                 log.info("restoring consent %s", kv(records=applied, partitions_left=len(pending),
                                                      seconds=round(now - start)))
                 next_report = now + RESTORE_REPORT_S
+            if self.heartbeat is not None:
+                self.heartbeat.beat()
             applied += self.poll(out, timeout=0.1)
             pending = {p for p in pending if self.pos.get(p, 0) < targets[p]}
+            if restoring:
+                at = [self.pos.get(p, 0) for p in sorted(targets)]
+                if at != seen:
+                    progress_at, seen = time.monotonic(), at
+                elif pending and time.monotonic() - progress_at > self.stall_s:
+                    raise ConsentRestoreStalled(
+                        f"the consent restore read nothing for {self.stall_s:g} s with {len(pending)} "
+                        f"partitions of {self.topic!r} behind their end (PFILTER_STALL_TIMEOUT_S)")
         return applied
 
     def poll(self, out: list, timeout: float) -> int:

@@ -60,7 +60,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
 
 from streams import metrics, wiring
 from streams.config import Settings
@@ -68,14 +68,24 @@ from streams.kafka.admin import require_copartitioned
 from streams.kafka.clients import consumer_config, output_producer_config, plain_consumer_config
 from streams.logs import kv
 from streams.runtime import records
-from streams.runtime.checkpoint import TRANSACTION_TIMEOUT_MS, Checkpoint
-from streams.runtime.consent_reader import ConsentFiles, ConsentReader
+from streams.runtime.checkpoint import COMMIT_TIMEOUT_S, COORDINATOR_TIMEOUT_S, TRANSACTION_TIMEOUT_MS, Checkpoint
+from streams.runtime.consent_reader import ENDS_TIMEOUT_S, ConsentFiles, ConsentReader
 from streams.runtime.heap import settle_gc
 from streams.runtime.rebalance import Rebalance
-from streams.runtime.stall import StallWatch, start_watchdog
+from streams.runtime.stall import Heartbeat, StallWatch, start_watchdog
 from streams.runtime.web import serve
 
 log = logging.getLogger("streams.runtime.fast")
+
+#: A loop step waits at most: a consume (batch timeout), a barrier catch-up (half the
+#: transaction timeout), a commit (offsets to the coordinator, then the commit). Past the sum
+#: of the worst cases the loop is stuck in a call, and the watchdog ends the worker.
+LOOP_STUCK_S = TRANSACTION_TIMEOUT_MS / 2000 + COORDINATOR_TIMEOUT_S + COMMIT_TIMEOUT_S
+#: How often the stall watch gets high watermarks asked of the broker (one ListOffsets
+#: request for the owned input partitions) instead of the client's cache: the cache holds
+#: the last fetch response's, which never changes once fetching stops (F3: a worker whose
+#: consumer stopped fetching after a broker restart looked caught up and was never stopped).
+FRESH_ENDS_S = 5.0
 
 
 class FastWorker:
@@ -93,6 +103,8 @@ class FastWorker:
         self.running = True
         self._stage = dict.fromkeys(("consume", "barrier", "decide", "produce", "commit"), 0.0)
         self.stalls = StallWatch(settings.stall_timeout_s)
+        self.heartbeat = Heartbeat()
+        self._ends_at = 0.0
 
         self.consumer = Consumer(consumer_config(settings, **{
             "partition.assignment.strategy": "range",
@@ -118,7 +130,8 @@ class FastWorker:
             settings, f"{settings.group_id}.consent-ends", **{"isolation.level": "read_committed"}))
         files = ConsentFiles(Path(settings.state_dir) / "fast" / settings.group_id, self.policy.vocab.fingerprint)
         self.consent = ConsentReader(consent_consumer, offsets_client, settings.topic_consent, filt, files,
-                                     catch_up_bound_s=TRANSACTION_TIMEOUT_MS / 2000)
+                                     catch_up_bound_s=TRANSACTION_TIMEOUT_MS / 2000,
+                                     stall_s=settings.stall_timeout_s, heartbeat=self.heartbeat)
         extra: dict[str, Any] = {}
         if self.eos:
             extra = {"transactional.id": f"{settings.group_id}.{self.instance}",
@@ -138,25 +151,27 @@ class FastWorker:
     def _record_lag(self) -> None:
         """Consumer lag per input partition read since the last commit: the high watermark
         of the last fetch response (cached by the client, no request) minus the next offset.
-        Every owned partition also feeds the stall watch, read or not: a partition the
-        client stopped fetching is exactly the one that is not read."""
+        Every owned partition also feeds the stall watch, read or not (a partition the
+        client stopped fetching is exactly the one that is not read), every FRESH_ENDS_S
+        with high watermarks asked of the broker, not the client's cache."""
         for (t, p), nxt in self.checkpoint.event_next.items():
             try:
                 _lo, hi = self.consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
             except KafkaException:
                 continue
             metrics.record_lag(t, p, hi, nxt)
-        try:
-            owned = self.consumer.position(self.consumer.assignment())
-        except KafkaException:
+        if time.monotonic() - self._ends_at < FRESH_ENDS_S:
             return
-        for tp in owned:
-            if tp.offset < 0:
-                continue  # not fetched yet since the assignment
-            try:
-                _lo, hi = self.consumer.get_watermark_offsets(tp, cached=True)
-            except KafkaException:
-                continue
+        self._ends_at = time.monotonic()
+        try:
+            owned = [tp for tp in self.consumer.position(self.consumer.assignment()) if tp.offset >= 0]
+            ends = self.consent.offsets_client.offsets_for_times(
+                [TopicPartition(tp.topic, tp.partition, OFFSET_END) for tp in owned], timeout=ENDS_TIMEOUT_S)
+        except KafkaException:
+            return  # the broker did not answer: the stall clocks run on from the last reading
+        his = {(e.topic, e.partition): e.offset for e in ends if e.error is None}
+        for tp in owned:  # (offset < 0: not fetched yet since the assignment)
+            hi = his.get((tp.topic, tp.partition), -1)
             if hi >= 0:
                 self.stalls.observe((tp.topic, tp.partition), tp.offset, hi)
 
@@ -192,7 +207,8 @@ class FastWorker:
         self.consumer.subscribe(self.event_topics, on_assign=self.rebalance.on_assign,
                                 on_revoke=self.rebalance.on_revoke, on_lost=self.rebalance.on_lost)
         web = serve(s.web_bind, s.web_port, lambda: consent.ready and self.stalls.healthy())
-        start_watchdog(self.stalls, lambda: consent.ready)  # a stuck worker exits to be restarted
+        # a stuck worker exits to be restarted
+        start_watchdog(self.stalls, lambda: consent.ready, heartbeat=self.heartbeat, stuck_s=LOOP_STUCK_S)
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "running", False))
         log.info("fast runtime started %s", kv(group=s.group_id, eos=self.eos, partitions=self.partitions,
@@ -201,6 +217,7 @@ class FastWorker:
         interval = s.commit_interval_ms / 1000
         try:
             while self.running:
+                self.heartbeat.beat()
                 tc = time.perf_counter()
                 msgs = self.consumer.consume(s.batch_size, timeout=timeout)
                 self._stage["consume"] += time.perf_counter() - tc

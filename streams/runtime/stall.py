@@ -69,6 +69,24 @@ class StallWatch:
             metrics.PARTITION_STALLED.labels(tp[0], str(tp[1])).set(0)
 
 
+class Heartbeat:
+    """When the worker's loop last made a step (monotonic seconds). The loop beats once per
+    iteration and the consent restore once per poll; the watchdog reads it from its thread.
+    A float attribute write is atomic under the GIL: no lock."""
+
+    __slots__ = ("_clock", "last")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.last = clock()
+
+    def beat(self) -> None:
+        self.last = self._clock()
+
+    def age(self) -> float:
+        return self._clock() - self.last
+
+
 #: How often the watchdog looks; a stall is acted on within this of crossing the timeout.
 WATCHDOG_CHECK_S = 5.0
 #: Exit status of a worker stopped by its watchdog (EX_SOFTWARE, as a failed faust agent).
@@ -76,28 +94,38 @@ STALLED_EXIT = 70
 
 
 def start_watchdog(watch: StallWatch, armed: Callable[[], bool], *, check_s: float = WATCHDOG_CHECK_S,
-                   exit_: Callable[[int], None] | None = None) -> threading.Thread:
-    """Fail-stop for a worker that stopped making progress: once ``armed()`` (consent restored)
-    and a partition has been stalled past the watch's timeout, log one line and exit, so a
-    supervisor (Kubernetes, the fault suite) restarts it and it resumes from its commit.
+                   exit_: Callable[[int], None] | None = None, heartbeat: Heartbeat | None = None,
+                   stuck_s: float | None = None) -> threading.Thread:
+    """Fail-stop for a worker that stopped making progress, so a supervisor (Kubernetes, the
+    fault suite) restarts it and it resumes from its commit. Two conditions, one line each:
+
+    - once ``armed()`` (consent restored), a partition stalled past the watch's timeout;
+    - armed or not, the loop's ``heartbeat`` older than ``stuck_s``: every wait of one loop
+      step is bounded, so a loop that has not stepped for longer is stuck in a call.
 
     Why: after a broker was killed and restarted, fast workers stayed alive without deciding
-    anything for 4 minutes (F3 in a loaded CI run) while a restarted worker recovers at once.
-    A thread, not the loop: the loop may be the thing that is stuck. It reads the stall
-    clock only; ``observe`` keeps running the clock from the last reading with lag."""
+    anything for 4 minutes (F3 in loaded CI runs). In one run the stall clock caught it; in
+    another it could not (no fresh high watermark, or a loop stuck before any reading), which
+    is why the heartbeat is there too. A thread, not the loop: the loop may be what is stuck."""
     import os
+
+    def stop(why: str, **fields: object) -> None:
+        log.critical("%s, stopping the worker %s", why, kv(**fields))
+        logging.shutdown()
+        (exit_ or os._exit)(STALLED_EXIT)
 
     def run() -> None:
         while True:
             time.sleep(check_s)
+            if heartbeat is not None and stuck_s is not None and heartbeat.age() > stuck_s:
+                stop("the worker loop made no step past its bound", seconds=round(heartbeat.age()))
+                return
             if not armed():
                 continue
             stalled = watch.stalled()
             if stalled:
-                log.critical("input partitions stalled past PFILTER_STALL_TIMEOUT_S, stopping the worker %s",
-                             kv(partitions=len(stalled), seconds=round(max(stalled.values()))))
-                logging.shutdown()
-                (exit_ or os._exit)(STALLED_EXIT)
+                stop("input partitions stalled past PFILTER_STALL_TIMEOUT_S",
+                     partitions=len(stalled), seconds=round(max(stalled.values())))
                 return
 
     t = threading.Thread(target=run, name="pfilter-watchdog", daemon=True)

@@ -318,10 +318,6 @@ def test_f2_zombie_is_fenced(kafka_settings: Settings, tmp_path: Path, runtime: 
 
 
 # ---------------------------------------------------------------------------- F3: broker loss
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug, open in issue 9: after the broker is killed and restarted a fast worker can stay "
-    "alive without deciding anything (seen in 1 of 3 runs: both workers hung, 1,559 of 6,000 "
-    "decided after 240 s); passes when the hung worker's partitions reach a restarted one"))
 def test_f3_broker_killed_and_restarted(kafka_settings: Settings, tmp_path: Path) -> None:
     """F3: the broker is SIGKILLed mid-stream and restarted on the same data dir. Workers
     recover, or exit non-zero and are restarted here as a supervisor would: 0 violations,

@@ -316,3 +316,46 @@ def test_a_barrier_that_cannot_catch_up_raises_a_filter_error(tmp_path: Path) ->
     with pytest.raises(ConsentCatchUpTimeout) as caught:
         reader.catch_up({0: 5}, [])
     assert isinstance(caught.value, PFilterError) and isinstance(caught.value, TimeoutError)
+
+
+def test_a_restore_that_reads_nothing_gives_up_instead_of_hanging(tmp_path: Path) -> None:
+    """F3: after a broker restart a consent reader stopped fetching; the restore waited for it
+    forever, the worker never became ready, and its watchdog (armed at ready) never fired."""
+    from streams.runtime.consent_reader import ConsentRestoreStalled
+    from streams.runtime.stall import Heartbeat
+
+    class Silent(_Assigns):
+        polls = 0
+
+        def consume(self, _n: int, timeout: float) -> list:
+            Silent.polls += 1
+            return []
+
+    beat = Heartbeat()
+    reader = ConsentReader(Silent(), None, "consent", SimpleNamespace(policy=None), ConsentFiles(tmp_path, "f"),
+                           1.0, stall_s=0.3, heartbeat=beat)
+    reader.assign({0: 0})
+    beat.last = -1e9
+    with pytest.raises(ConsentRestoreStalled) as caught:
+        reader.catch_up({0: 5}, [], restoring=True)
+    assert "consent" in str(caught.value) and isinstance(caught.value, PFilterError)
+    assert Silent.polls > 1 and beat.age() < 5  # it polled, beating the heartbeat each time
+
+
+def test_watchdog_exits_when_the_loop_stops_stepping_even_before_ready() -> None:
+    import time
+
+    from streams.runtime.stall import STALLED_EXIT, Heartbeat, StallWatch, start_watchdog
+
+    beat = Heartbeat()
+    codes: list[int] = []
+    start_watchdog(StallWatch(60.0), lambda: False, check_s=0.01, exit_=codes.append, heartbeat=beat, stuck_s=0.2)
+    deadline = time.monotonic() + 0.15
+    while time.monotonic() < deadline:
+        beat.beat()  # a loop that steps: never stopped
+        time.sleep(0.01)
+    assert codes == []
+    deadline = time.monotonic() + 5
+    while not codes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert codes == [STALLED_EXIT]
