@@ -18,8 +18,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -30,6 +28,7 @@ from typing import Any
 
 from streams.config import Settings
 from streams.errors import PFilterError
+from streams.kafka import localproc
 
 POM = Path(__file__).with_name("pom.xml")
 
@@ -42,7 +41,6 @@ START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 #: Marker written after Maven finished copying, so a half-fetched cache is
 #: never mistaken for a complete one.
-_FETCHED_MARKER = ".fetched"
 
 _LOG4J2 = """\
 status = error
@@ -143,46 +141,19 @@ class LocalBroker:
 
     # ------------------------------------------------------------------ fetch
     def fetched(self) -> bool:
-        return (self.jars / _FETCHED_MARKER).exists()
+        return (self.jars / localproc.FETCHED_MARKER).exists()
 
     def fetch(self, *, quiet: bool = True) -> Path:
         """Fetch the broker jars with Maven (idempotent; a no-op once cached)."""
-        if self.fetched():
-            return self.jars
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise BrokerError(
-                "Maven (mvn) is not on PATH: it fetches the Kafka jars from Maven Central. "
-                "Install it (apt-get install maven) or set KAFKA_BOOTSTRAP_SERVERS to an existing broker."
-            )
-        tmp = self.jars.with_name(self.jars.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        cmd = [
-            mvn, "-B", "-f", str(POM), "dependency:copy-dependencies",
-            f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
-            f"-Dkafka.version={self.settings.kafka_version}",
-        ]
-        if quiet:
-            cmd.insert(1, "-q")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-            raise BrokerError(
-                f"Maven could not fetch Kafka {self.settings.kafka_version} (exit {proc.returncode}):\n{tail}"
-            )
-        (tmp / _FETCHED_MARKER).write_text(self.settings.kafka_version)
-        shutil.rmtree(self.jars, ignore_errors=True)
-        tmp.rename(self.jars)
-        return self.jars
+        return localproc.maven_fetch(
+            self.jars, POM, ["dependency:copy-dependencies", "-DoutputDirectory={tmp}", "-DincludeScope=runtime",
+                             f"-Dkafka.version={self.settings.kafka_version}"],
+            what="the Kafka jars", version=self.settings.kafka_version, error=BrokerError, quiet=quiet,
+            missing_hint="set KAFKA_BOOTSTRAP_SERVERS to an existing broker")
 
     # ------------------------------------------------------------------ status
     def _pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if _is_our_broker(pid, self.config_file) else None
+        return localproc.read_pid(self.pid_file, lambda pid: _is_our_broker(pid, self.config_file))
 
     def status(self) -> BrokerStatus:
         pid = self._pid()
@@ -196,7 +167,7 @@ class LocalBroker:
             _wait_ready(self._admin_config(), st.pid, self.log_file, timeout)
             return st
         for port, what in ((self.port, "PFILTER_KAFKA_PORT"), (self.controller_port, "PFILTER_KAFKA_CONTROLLER_PORT")):
-            if not _port_free(port):
+            if not localproc.port_free(port):
                 raise BrokerError(
                     f"port {port} on 127.0.0.1 is already taken by another process; "
                     f"pick another with {what}=<port> (or --port), or use a running broker "
@@ -308,7 +279,7 @@ class LocalBroker:
         if proc.returncode != 0:
             raise BrokerError(
                 f"formatting the broker storage failed (exit {proc.returncode}); see {self.log_file}:\n"
-                + _tail(self.log_file)
+                + localproc.tail(self.log_file)
             )
 
     # ------------------------------------------------------------------ down
@@ -322,21 +293,7 @@ class LocalBroker:
         return True
 
     def _kill(self, pid: int, timeout: float = STOP_TIMEOUT_S) -> None:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                return
-            time.sleep(0.1)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        while _alive(pid):
-            time.sleep(0.05)
+        localproc.kill(pid, timeout)
 
     def destroy(self) -> None:
         """Stop and delete all data of this broker (tests use a throwaway one)."""
@@ -345,50 +302,10 @@ class LocalBroker:
 
 
 # ---------------------------------------------------------------------- helpers
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of ours counts as gone
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            if fh.read().split(")")[-1].split()[0] == "Z":
-                os.waitpid(pid, os.WNOHANG)
-                return False
-    except (FileNotFoundError, ChildProcessError, IndexError):
-        pass
-    return True
-
-
 def _is_our_broker(pid: int, config_file: Path) -> bool:
     """Only a live kafka.Kafka process started with our config file is ours."""
-    if not _alive(pid):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except FileNotFoundError:
-        return False
-    return b"kafka.Kafka" in cmdline and str(config_file).encode() in cmdline
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
+    args = localproc.cmdline(pid) if localproc.alive(pid) else []
+    return b"kafka.Kafka" in args and str(config_file).encode() in args
 
 
 def _wait_ready(config: dict[str, Any], pid: int | None, log_file: Path, timeout: float) -> None:
@@ -400,9 +317,9 @@ def _wait_ready(config: dict[str, Any], pid: int | None, log_file: Path, timeout
     admin = AdminClient({**config, "log_level": 0, "logger": _silent})
     deadline = time.monotonic() + timeout
     while True:
-        if pid is not None and not _alive(pid):
+        if pid is not None and not localproc.alive(pid):
             raise BrokerError(
-                f"the broker process exited during start-up; log: {log_file}\n{_tail(log_file)}"
+                f"the broker process exited during start-up; log: {log_file}\n{localproc.tail(log_file)}"
             )
         try:
             md = admin.list_topics(timeout=2)
@@ -412,7 +329,7 @@ def _wait_ready(config: dict[str, Any], pid: int | None, log_file: Path, timeout
             pass
         if time.monotonic() > deadline:
             raise BrokerError(
-                f"the broker did not become ready within {timeout:.0f}s; log: {log_file}\n{_tail(log_file)}"
+                f"the broker did not become ready within {timeout:.0f}s; log: {log_file}\n{localproc.tail(log_file)}"
             )
         time.sleep(0.3)
 

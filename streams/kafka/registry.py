@@ -32,7 +32,7 @@ from pathlib import Path
 
 from streams.config import Settings
 from streams.errors import PFilterError
-from streams.kafka.broker import _alive, _port_free, _tail
+from streams.kafka import localproc
 
 POM = Path(__file__).with_name("registry-pom.xml")
 
@@ -50,7 +50,6 @@ STOP_TIMEOUT_S = 15.0
 _POLL_TIMEOUT_S = 2.0
 #: Marker written after Maven finished unpacking, so a half-fetched cache is
 #: never mistaken for a complete one.
-_FETCHED_MARKER = ".fetched"
 #: Path of the Confluent-compatible API under the registry's root.
 CCOMPAT_PATH = "/apis/ccompat/v7"
 #: First Java release whose JVM writes an AOT cache in one run (-XX:AOTCacheOutput, JEP 514).
@@ -171,49 +170,27 @@ class LocalRegistry:
 
     # ------------------------------------------------------------------ fetch
     def fetched(self) -> bool:
-        return (self.dist / _FETCHED_MARKER).exists()
+        return (self.dist / localproc.FETCHED_MARKER).exists()
 
     def fetch(self, *, quiet: bool = True) -> Path:
         """Fetch and unpack the registry with Maven (idempotent; a no-op once cached)."""
-        if self.fetched():
-            return self.dist
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise RegistryError(
-                "Maven (mvn) is not on PATH: it fetches Apicurio Registry from Maven Central. "
-                "Install it (apt-get install maven) or set SCHEMA_REGISTRY_URL to an existing registry."
-            )
         version = self.settings.registry_version
-        tmp = self.dist.with_name(self.dist.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        cmd = [
-            mvn, "-B", "-f", str(POM), "dependency:unpack-dependencies",
-            f"-DoutputDirectory={tmp}", f"-Dapicurio.version={version}",
-            f"-Dpfilter.build.dir={tmp / '.mvn-build'}",
-        ]
-        if quiet:
-            cmd.insert(1, "-q")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-            raise RegistryError(f"Maven could not fetch Apicurio Registry {version} (exit {proc.returncode}):\n{tail}")
-        if not (tmp / "quarkus-run.jar").exists():
-            raise RegistryError(f"the Apicurio Registry {version} archive has no quarkus-run.jar (in {tmp})")
-        shutil.rmtree(tmp / ".mvn-build", ignore_errors=True)
-        shutil.rmtree(tmp / "PaxHeaders.X", ignore_errors=True)  # tar metadata Maven unpacks as files
-        (tmp / _FETCHED_MARKER).write_text(version)
-        shutil.rmtree(self.dist, ignore_errors=True)
-        tmp.rename(self.dist)
-        return self.dist
+
+        def finish(tmp: Path) -> None:
+            if not (tmp / "quarkus-run.jar").exists():
+                raise RegistryError(f"the Apicurio Registry {version} archive has no quarkus-run.jar (in {tmp})")
+            shutil.rmtree(tmp / ".mvn-build", ignore_errors=True)
+            shutil.rmtree(tmp / "PaxHeaders.X", ignore_errors=True)  # tar metadata Maven unpacks as files
+
+        return localproc.maven_fetch(
+            self.dist, POM, ["dependency:unpack-dependencies", "-DoutputDirectory={tmp}",
+                             f"-Dapicurio.version={version}", "-Dpfilter.build.dir={tmp}/.mvn-build"],
+            what="Apicurio Registry", version=version, error=RegistryError, quiet=quiet,
+            missing_hint="set SCHEMA_REGISTRY_URL to an existing registry", finish=finish)
 
     # ------------------------------------------------------------------ status
     def _pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if _is_our_registry(pid, self.home) else None
+        return localproc.read_pid(self.pid_file, lambda pid: _is_our_registry(pid, self.home))
 
     def status(self) -> RegistryStatus:
         pid = self._pid()
@@ -226,7 +203,7 @@ class LocalRegistry:
         if st.running:
             _wait_ready(self.url, st.pid, self.log_file, timeout)
             return st
-        if not _port_free(self.port):
+        if not localproc.port_free(self.port):
             raise RegistryError(
                 f"port {self.port} on 127.0.0.1 is already taken by another process; pick another with "
                 "PFILTER_REGISTRY_PORT=<port> (or --port), or use a running registry through SCHEMA_REGISTRY_URL"
@@ -334,41 +311,19 @@ class LocalRegistry:
 # ---------------------------------------------------------------------- helpers
 def _is_our_registry(pid: int, home: Path) -> bool:
     """Only a live JVM started with this state dir's marker is ours."""
-    if not _alive(pid):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except FileNotFoundError:
-        return False
-    return f"{_HOME_PROP}{home}".encode() in cmdline
+    return localproc.alive(pid) and f"{_HOME_PROP}{home}".encode() in localproc.cmdline(pid)
 
 
 def _kill(pid: int, timeout: float = STOP_TIMEOUT_S) -> None:
-    import signal
-
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.1)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    while _alive(pid):
-        time.sleep(0.05)
+    localproc.kill(pid, timeout)
 
 
 def _wait_ready(url: str, pid: int | None, log_file: Path, timeout: float) -> None:
     """Wait until the Confluent API lists subjects (not merely accepts TCP)."""
     deadline = time.monotonic() + timeout
     while True:
-        if pid is not None and not _alive(pid):
-            raise RegistryError(f"the schema registry exited during start-up; log: {log_file}\n{_tail(log_file)}")
+        if pid is not None and not localproc.alive(pid):
+            raise RegistryError(f"the schema registry exited during start-up; log: {log_file}\n{localproc.tail(log_file)}")
         try:
             with urllib.request.urlopen(f"{url}/subjects", timeout=_POLL_TIMEOUT_S) as resp:
                 if resp.status == 200:
@@ -377,6 +332,6 @@ def _wait_ready(url: str, pid: int | None, log_file: Path, timeout: float) -> No
             pass  # not listening yet, or still starting
         if time.monotonic() > deadline:
             raise RegistryError(
-                f"the schema registry did not become ready within {timeout:.0f}s; log: {log_file}\n{_tail(log_file)}"
+                f"the schema registry did not become ready within {timeout:.0f}s; log: {log_file}\n{localproc.tail(log_file)}"
             )
         time.sleep(0.2)
