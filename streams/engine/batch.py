@@ -43,7 +43,7 @@ from streams.engine.dlq import (
 )
 from streams.engine.fragments import AvroFragments, FastEngine, JsonFragments
 from streams.engine.policy import CompiledPolicy
-from streams.engine.sealing import Sealer, ephemeral_ring
+from streams.engine.sealing import Sealer, avro_bytes_paths, ephemeral_ring
 from streams.engine.summary import CachedSummaries, EngineSummary, engine_summary
 from streams.engine.vocab import (
     ANONYMOUS, BEFORE_GRANT, DECIDED, DLQ, DROPPED, EMITTED, EVENT_TYPES, EXPIRED, I32_MAX, I32_MIN, I64_MAX,
@@ -149,7 +149,7 @@ class Filter:
         if policy.encrypts:
             kw = {} if nonces is None else {"nonces": nonces}
             self._sealer = Sealer(keyring if keyring is not None else ephemeral_ring(),
-                                  binary=type(self._out_codec) is AvroCodec or self.formats.get("output") == "avro",
+                                  binary=avro_bytes_paths() if self.formats.get("output") == "avro" else False,
                                   clock=self.clock, **kw)
         # fast path (see _fragments, _summaries): built on first use
         self._frags: JsonFragments | AvroFragments | None = None

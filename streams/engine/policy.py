@@ -443,6 +443,9 @@ def _compile_engine(
         if code == T_PSEUDONYMIZE and path not in TEXT_FIELDS:
             raise PolicyError(f"{where}: transform 'pseudonymize' applies to text fields, not to {path!r} "
                               "(a pseudonym is text; drop or keep it, or categorize its text parts)")
+        if code == T_ENCRYPT and path not in TEXT_FIELDS:
+            # an envelope is text (JSON) or bytes (Avro): only a text field keeps its schema type
+            raise PolicyError(f"{where}: transform 'encrypt' applies to text fields, not to {path!r}")
         if code == T_ENCRYPT and e.pseudonymize_subject:
             # the data key and the associated data belong to the subject id; an engine that
             # knows only a pseudonym could not name the key to decrypt with

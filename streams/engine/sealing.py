@@ -39,6 +39,26 @@ _u32 = struct.Struct(">I")
 _b64e = base64.urlsafe_b64encode
 
 
+def avro_bytes_paths() -> frozenset[str]:
+    """Dotted paths of ``filtered_event.avsc`` whose type has a ``bytes`` branch (the binary envelope)."""
+    from streams.engine.codecs.schemas import load_schema
+
+    found: set[str] = set()
+
+    def walk(t: Any, prefix: str) -> None:
+        if isinstance(t, list):
+            if "bytes" in t:
+                found.add(prefix)
+            for b in t:
+                walk(b, prefix)
+        elif isinstance(t, dict) and t.get("type") == "record":
+            for f in t["fields"]:
+                walk(f["type"], f"{prefix}.{f['name']}" if prefix else f["name"])
+
+    walk(load_schema("filtered_event"), "")
+    return frozenset(found)
+
+
 def ephemeral_ring() -> KeyRing:
     """A ring under a random KEK nobody else holds: for a Filter built without one (tests,
     benchmarks). Its envelopes can never be decrypted elsewhere: fail-safe, never plaintext.
@@ -51,10 +71,12 @@ class Sealer:
 
     __slots__ = ("ring", "binary", "new", "_nonce", "_clock")
 
-    def __init__(self, ring: KeyRing, *, binary: bool, clock: Callable[[], int],
+    def __init__(self, ring: KeyRing, *, binary: bool | frozenset[str], clock: Callable[[], int],
                  nonces: Callable[[int], bytes] = os.urandom) -> None:
+        """``binary``: the field paths whose output type has a ``bytes`` branch (Avro:
+        ``avro_bytes_paths()``), True for all, False for none (JSON). Other paths get the
+        text envelope, which fits their ``string`` type."""
         self.ring = ring
-        #: Avro outputs carry the binary envelope, JSON outputs the text one
         self.binary = binary
         #: key records created since the last :meth:`drain`, to produce with the outputs
         self.new: list[KeyRecord] = []
@@ -71,7 +93,8 @@ class Sealer:
         version, aead = ring.aead(subject)
         nonce = self._nonce(NONCE_BYTES)
         ct = aead.encrypt(nonce, orjson.dumps(value), associated_data(subject, path))
-        if self.binary:
+        b = self.binary
+        if b is True or (b and path in b):
             return bytes((BINARY_TAG,)) + _u32.pack(version) + nonce + ct
         return f"{ENVELOPE_PREFIX}{version}.{_b64e(nonce + ct).rstrip(b'=').decode('ascii')}"
 
