@@ -22,6 +22,7 @@ from streams.config import Settings, settings_env
 from streams.crypto import Kek, WrongKeyError, envelope_version, is_envelope, new_kek_text, parse_key_record
 from streams.kafka.replay import replay
 from streams.sdk import EngineConsumer
+from streams.verify import render_report, run_verify
 from tests.integration import kit
 
 pytestmark = pytest.mark.kafka
@@ -112,6 +113,14 @@ def test_worker_encrypts_and_erase_shreds(kafka_settings: Settings, tmp_path: Pa
         with pytest.raises(WrongKeyError, match="wrapped by KEK"):
             _drain(c, 3)  # the erased subject's first record has no key left: read them all
         c.close()
+        # pfilter verify: with the KEK it decrypts and checks the plaintext against the rule
+        # (the erased subject's old version is still in the log until compaction), without it
+        # the envelope shape
+        with_kek = run_verify(s, exactly_once=runtime == "fast")
+        assert with_kek.ok, render_report(with_kek)
+        assert with_kek.encrypted["decrypted"] == 6 and with_kek.encrypted["shape_only"] == 0
+        no_kek = run_verify(s.model_copy(update={"kek": None}), exactly_once=runtime == "fast")
+        assert no_kek.ok and no_kek.encrypted["shape_only"] == 6, render_report(no_kek)
     finally:
         w.stop()
 
