@@ -22,7 +22,13 @@ the erasure notices and the DLQ, and checks with ``streams.engine.reference``
   workers write decisions before outputs, so a crash between the two leaves
   exactly that); the last decision of every input must be complete;
 - G4: every tombstone produced an erasure notice for every engine, keyed by
-  that engine's subject reference.
+  that engine's subject reference;
+- encrypted fields (CONTRACT §10): with the KEK (``PFILTER_KEK``/``_FILE``),
+  every key record of ``personalization.keys`` is unwrapped (tombstones do not
+  hide the versions the log still holds) and each envelope is decrypted and
+  compared with the value the rule permits; a key no longer in the log (compacted
+  after a shred) and every envelope without the KEK get the shape check (an
+  envelope, of the permitted value's length). Counted in ``encrypted``.
 
 The report names records by topic/partition/offset and fields by path, never
 by value (G6).
@@ -41,6 +47,7 @@ from streams.engine import reference
 from streams.engine.codecs import DecodeError, get_codec
 from streams.engine.policy import read_policy_file
 from streams.kafka.replay import replay
+from streams.wiring import kek as load_kek
 from streams.wiring import load_policy, pseudonym_secret
 
 #: Violations listed in full; beyond this only counted (a broken run could list millions).
@@ -61,6 +68,8 @@ class VerifyResult:
     unverifiable: int = 0          # consent version no longer in the (compacted) log
     erasures_expected: int = 0
     erasures_found: int = 0
+    #: encrypted fields: "decrypted" (plaintext checked) / "shape_only" (no KEK, or key gone)
+    encrypted: Counter = field(default_factory=Counter)
     decision_records: int = 0      # records in the decision log (one per input, CONTRACT §7)
     exactly_once: bool = False
 
@@ -93,6 +102,7 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
     era_codec = get_codec("erasure_notice", fmt_out, registry_url=reg)
     engines = [e.name for e in policy.engines]
     topic_engine = {e.topic: e.name for e in policy.engines}
+    keys = _key_lookup(settings, res, exactly_once) if policy.encrypts else None
 
     # ---- consent: every version of every subject, malformed ones, tombstones
     consent_codec = get_codec("consent_record", settings.format_consent, registry_url=reg)
@@ -197,7 +207,8 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
             # at-least-once reprocessing may decide again later (under a newer consent):
             # each decision must be right on its own
             for d in got:
-                _check_decision(res, d, event, versions, engine, doc, secret, outputs, matched_outputs, where, got)
+                _check_decision(res, d, event, versions, engine, doc, secret, outputs, matched_outputs, where, got,
+                                keys)
 
     # ---- outputs that no emitted decision accounts for
     for (engine, event_id), recs in outputs.items():
@@ -229,7 +240,8 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
 
 def _check_decision(res: VerifyResult, d: dict, event: dict, versions: dict, engine: str, doc: dict,
                     secret: bytes | None, outputs: dict, matched: set, where: str,
-                    others: list[dict] = ()) -> None:  # type: ignore[assignment]
+                    others: list[dict] = (),  # type: ignore[assignment]
+                    keys: reference.KeyLookup | None = None) -> None:
     """One engine's decision about an input (a view of its decision record,
     ``decisions.engine_views``). ``others``: every such decision about the same input
     and engine (``d`` among them)."""
@@ -263,7 +275,7 @@ def _check_decision(res: VerifyResult, d: dict, event: dict, versions: dict, eng
         matched.add((*key, d["consent_version"]))
         for rec, out_where in recs:
             clean = _strip_none(rec)
-            problems = reference.violations(clean, event, consent, engine, doc, d["decided_at"], secret)
+            problems = reference.violations(clean, event, consent, engine, doc, d["decided_at"], secret, keys)
             for prob in problems:
                 res.violate(f"{out_where}: {prob}")
     elif outcome == "dropped":
@@ -277,6 +289,38 @@ def _check_decision(res: VerifyResult, d: dict, event: dict, versions: dict, eng
             res.violate(f"{where}: dropped for {engine!r} but an output record under the same consent exists")
     else:
         res.violate(f"{where}: unknown outcome for {engine!r}")
+
+
+def _key_lookup(settings: Settings, res: VerifyResult, exactly_once: bool) -> reference.KeyLookup:
+    """The reference's key lookup: every data key version in ``personalization.keys``,
+    unwrapped with the KEK; without a KEK (or for a version no longer in the log) the
+    shape check. Counts what it answered in ``res.encrypted``."""
+    from streams.crypto import CryptoError, KeyRecordError, parse_key_record
+
+    kek = load_kek(settings)
+    raw: dict[tuple[str, int], bytes] = {}
+    if kek is not None:
+        for _t, p, off, key, value, _h, _ts in replay(settings, [settings.topic_keys], read_committed=exactly_once):
+            if value is None or key is None:
+                continue  # a shred: versions before it stay known to the auditor while the log holds them
+            try:
+                subject = key.decode()
+                rec = parse_key_record(value)
+                if rec.subject_id != subject:
+                    raise KeyRecordError("subject_id differs from the key")
+                raw[(subject, rec.key_version)] = kek.unwrap(subject, rec.key_version, rec.wrapped_key)
+            except (UnicodeDecodeError, KeyRecordError, CryptoError) as exc:
+                res.violate(f"{_where(settings.topic_keys, p, off)}: unusable key record ({type(exc).__name__})")
+
+    def lookup(subject: str, version: int) -> bytes:
+        k = raw.get((subject, version))
+        if k is None:
+            res.encrypted["shape_only"] += 1
+            return reference.SHAPE_ONLY
+        res.encrypted["decrypted"] += 1
+        return k
+
+    return lookup
 
 
 def _strip_none(value: Any) -> Any:
@@ -301,6 +345,9 @@ def render_report(res: VerifyResult) -> str:
                  f"emitted decisions cut off by a crash and decided again: {res.redone}   "
                  f"decisions under a compacted-away consent version: {res.unverifiable}")
     lines.append(f"erasure notices: {res.erasures_found}/{res.erasures_expected}")
+    if res.encrypted:
+        lines.append(f"encrypted fields: {res.encrypted['decrypted']:,} decrypted and checked against the rule, "
+                     f"{res.encrypted['shape_only']:,} checked by shape only (no KEK, or key no longer in the log)")
     for v in res.violations:
         lines.append(f"  ! {v}")
     if res.violation_count > len(res.violations):
@@ -324,4 +371,5 @@ def as_json(res: VerifyResult) -> dict:
         "erasures_expected": res.erasures_expected,
         "erasures_found": res.erasures_found,
         "decision_records": res.decision_records,
+        "encrypted": dict(res.encrypted),
     }

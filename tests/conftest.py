@@ -114,6 +114,9 @@ def kafka_settings(kafka_bootstrap: str, names: Names, tmp_path: Path):
         group_id=names.group(),
         partitions=3,
         pseudonym_key="test-secret-not-for-production",
+        # the default policy encrypts the email engine's contact fields (CONTRACT §8, §10):
+        # the test KEK of schemas/examples/keys (bytes 0..31), never a production key
+        kek=bytes(range(32)).hex(),
         web_port=_free_port(),
         log_level="INFO",
     )

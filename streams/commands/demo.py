@@ -25,6 +25,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from streams.crypto import new_kek_text
+
 console = Console()
 
 
@@ -104,6 +106,9 @@ def demo(c: Any, duration: float, rate: float, subjects: int, runtime: str | Non
         topic_erasures=pre + "erasures", topic_dlq=pre + "dlq", group_id=f"pfilter-demo-{run}",
         web_port=_free_port(), runtime=runtime,
         pseudonym_key=base.pseudonym_key or (None if base.pseudonym_key_file else f"demo-only-secret-{run}"),
+        # the default policy encrypts the email engine's contact fields: a throwaway KEK per run
+        topic_keys=pre + "keys",
+        kek=base.kek or (None if base.kek_file else new_kek_text()),
     )
     engines = [e.topic for e in policy_for_topics(s).engines]
     create_topics(s, engines)

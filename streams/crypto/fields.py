@@ -211,6 +211,11 @@ class KeyRing:
                 self._cached.pop((subject, v), None)
         return versions is not None
 
+    def record(self, subject: str, version: int) -> KeyRecord | None:
+        """The key record of ``subject``'s key ``version`` (wrapped), or None."""
+        entry = self._keys.get(subject, {}).get(version)
+        return entry.record if entry is not None else None
+
     def current_version(self, subject: str) -> int | None:
         return self._current.get(subject)
 

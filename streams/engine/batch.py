@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.crypto import KeyRecord, KeyRing
 from streams.engine import decisions
 from streams.engine.codecs import (
     AvroCodec, DecodeError, EncodeError, JsonCodec, check_consent, decode_key, get_codec, topic_subject,
@@ -42,6 +43,7 @@ from streams.engine.dlq import (
 )
 from streams.engine.fragments import AvroFragments, FastEngine, JsonFragments
 from streams.engine.policy import CompiledPolicy
+from streams.engine.sealing import Sealer, avro_bytes_paths, ephemeral_ring
 from streams.engine.summary import CachedSummaries, EngineSummary, engine_summary
 from streams.engine.vocab import (
     ANONYMOUS, BEFORE_GRANT, DECIDED, DLQ, DROPPED, EMITTED, EVENT_TYPES, EXPIRED, I32_MAX, I32_MIN, I64_MAX,
@@ -62,6 +64,7 @@ class TopicNames:
     decisions: str = "personalization.decisions"
     erasures: str = "personalization.erasures"
     dlq: str = "personalization.dlq"
+    keys: str = "personalization.keys"
 
 
 @dataclass
@@ -81,6 +84,12 @@ class BatchResult:
     erasures: int = 0
     #: things ignored but counted: unknown_purpose, unknown_category
     ignored: dict[str, int] = field(default_factory=dict)
+    #: data keys created by this call (``encrypt`` transform, CONTRACT §10); their records
+    #: (topic ``keys``, keyed by subject) are in ``records`` too, so a runtime that produces
+    #: ``records`` in one transaction commits each key with the first output using it
+    keys: list[KeyRecord] = field(default_factory=list)
+    #: data keys tombstoned by this call (erasures of subjects, when the policy encrypts)
+    shredded: int = 0
 
 
 def _now_ms() -> int:
@@ -92,7 +101,11 @@ class Filter:
 
     ``store``: ``MutableMapping[str, ConsentState]`` (a dict by default); it is
     a public attribute and may be swapped between calls. ``clock``: epoch ms,
-    read once per decided event (``now`` of the rule).
+    read once per decided event (``now`` of the rule). ``keyring``: the data keys
+    of the ``encrypt`` transform (``streams.engine.sealing``), a public attribute
+    that may be swapped between calls like ``store`` (a runtime keeps one per
+    partition); None with an encrypting policy: an ephemeral ring (tests).
+    ``nonces``: tests only, a deterministic nonce source.
     """
 
     def __init__(
@@ -103,6 +116,8 @@ class Filter:
         store: MutableMapping[str, tuple] | None = None,
         clock: Callable[[], int] | None = None,
         registry_url: str | None = None,
+        keyring: KeyRing | None = None,
+        nonces: Callable[[int], bytes] | None = None,
     ) -> None:
         self.policy = policy
         self.topics = topics
@@ -129,6 +144,13 @@ class Filter:
         self._decision_codec = codec("decision_record", out)
         self._erasure_codec = codec("erasure_notice", out)
         self._engines = policy.engines
+        #: the encrypt transform, or None when no engine encrypts (nothing to key, nothing to shred)
+        self._sealer: Sealer | None = None
+        if policy.encrypts:
+            kw = {} if nonces is None else {"nonces": nonces}
+            self._sealer = Sealer(keyring if keyring is not None else ephemeral_ring(),
+                                  binary=avro_bytes_paths() if self.formats.get("output") == "avro" else False,
+                                  clock=self.clock, **kw)
         # fast path (see _fragments, _summaries): built on first use
         self._frags: JsonFragments | AvroFragments | None = None
         self._fast: list[FastEngine] | None = None
@@ -138,6 +160,16 @@ class Filter:
                            if type(c) in (JsonCodec, AvroCodec) and c.kind in EVENT_TYPES}
 
     # ------------------------------------------------------------- helpers
+    @property
+    def keyring(self) -> KeyRing | None:
+        """The data keys in use (None when the policy encrypts nothing)."""
+        return self._sealer.ring if self._sealer is not None else None
+
+    @keyring.setter
+    def keyring(self, ring: KeyRing) -> None:
+        if self._sealer is not None:
+            self._sealer.ring = ring
+
     def _new_result(self) -> BatchResult:
         return BatchResult(emitted={e.name: 0 for e in self._engines})
 
@@ -198,6 +230,12 @@ class Filter:
                 old = st.pop(subject, None)
                 version = None if old is None or old[PROFILE][P_FLAGS] & BLOCKED else old[UPDATED_AT]
                 self._erasure_notices(res, subject, version)
+                if self._sealer is not None:
+                    # G4: shred. The tombstone goes out whether or not a key is known here
+                    # (cheap, idempotent, and true after a restore that missed nothing)
+                    self._sealer.forget(subject)
+                    res.records.append((self.topics.keys, key, None, None))
+                    res.shredded += 1
                 continue
             current = st.get(subject)
             bad: MalformedConsent | None = None
@@ -298,6 +336,7 @@ class Filter:
         summaries = self._summaries
         enveloped = self._enveloped
         cache_get = self._summary_cache.get
+        seal = self._sealer.seal if self._sealer is not None else None
         for rec in records:
             topic, partition, offset, key, value, _h, timestamp_ms = rec
             codec = codecs.get(topic)
@@ -393,7 +432,7 @@ class Filter:
                         plan = plans.get(event_type)
                         if plan is None:
                             plan = eng.mask_plan(event_type, allowed)
-                        o, sent = project_plan(eng, event, subject, plan, ts)
+                        o, sent = project_plan(eng, event, subject, plan, ts, seal)
                         if o is None:
                             reason = NOTHING_PERMITTED
                         else:
@@ -436,7 +475,17 @@ class Filter:
                 emitted[name] += 1
             for reason in reasons:
                 dropped[reason] = dropped.get(reason, 0) + 1
+        if self._sealer is not None and self._sealer.new:
+            self._add_keys(res)
         return res
+
+    def _add_keys(self, res: BatchResult) -> None:
+        """The data keys this call created, as records of the keys topic (same batch as the
+        first outputs that use them: one transaction, CONTRACT §10)."""
+        topic = self.topics.keys
+        for rec in self._sealer.drain():
+            res.keys.append(rec)
+            res.records.append((topic, rec.subject_id.encode("utf-8", "surrogatepass"), rec.to_json(), None))
 
     def _decide_codec(self, res: BatchResult, rec: InputRecord, event: dict, subject: str | None,
                       key_subject: str | None, state: tuple | None, consent_version: Any, now: Any) -> None:
@@ -444,6 +493,7 @@ class Filter:
         through the codecs. The reference of the fast path (same records, same counters)."""
         topic, partition, offset, key, _value, _h, _ts = rec
         enc_out = self._out_codec.encode
+        seal = self._sealer.seal if self._sealer is not None else None
         event_id = event["event_id"]
         ts = event["ts"]
         pending = []
@@ -452,7 +502,7 @@ class Filter:
         entries = []
         try:
             for eng in self._engines:
-                reason, fe, sent = _decide(eng, event, subject, state, now)
+                reason, fe, sent = _decide(eng, event, subject, state, now, seal)
                 if reason is None:
                     pending.append((eng.topic, fe["subject_id"].encode("utf-8", "surrogatepass"), enc_out(fe), None))
                     sent_to.append(eng.name)

@@ -24,6 +24,7 @@ output dicts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -36,7 +37,7 @@ from streams.engine.policy import CompiledEngine, PlanEntry
 from streams.engine.shapes import compile_shape, shape_copy
 from streams.engine.vocab import (
     ANONYMOUS, BEFORE_GRANT, EXPIRED, NO_CONSENT, NOTHING_PERMITTED, OPT_OUT, PURPOSE_DENIED, REASONS,
-    REGION_BLOCKED, T_COUNTRY, T_PSEUDONYMIZE,
+    REGION_BLOCKED, T_COUNTRY, T_ENCRYPT, T_PSEUDONYMIZE,
 )
 
 __all__ = [
@@ -46,6 +47,9 @@ __all__ = [
 ]
 
 HOUR_MS = 3_600_000
+
+#: ``seal(subject, path, value) -> envelope``: the ``encrypt`` transform (``sealing.Sealer.seal``).
+Seal = Callable[[str, str, Any], "str | bytes"]
 
 
 def pseudonym_input(value: Any) -> bytes:
@@ -57,8 +61,12 @@ def pseudonym_input(value: Any) -> bytes:
 
 def decide(
     eng: CompiledEngine, event: dict, subject: str | None, state: tuple | None, now: int,
+    seal: Seal | None = None,
 ) -> tuple[str | None, dict | None, int]:
-    """Apply the rule to one (validated) event for one engine; see the module doc."""
+    """Apply the rule to one (validated) event for one engine; see the module doc.
+
+    ``seal(subject, path, value) -> envelope`` performs the ``encrypt`` transform
+    (``streams.engine.sealing.Sealer.seal``); required when the engine encrypts."""
     if subject is None:
         return ANONYMOUS, None, 0
     if state is None:
@@ -91,7 +99,7 @@ def decide(
     if not allowed:
         return NOTHING_PERMITTED, None, 0
 
-    out, sent = project(eng, event, subject, allowed, ts)
+    out, sent = project(eng, event, subject, allowed, ts, seal)
     if out is None:
         return NOTHING_PERMITTED, None, 0
     if eng.pseudonymize_subject:
@@ -103,16 +111,22 @@ def decide(
     return None, out, sent
 
 
-def project(eng: CompiledEngine, event: dict, subject: str, allowed: int, ts: int) -> tuple[dict | None, int]:
+def project(eng: CompiledEngine, event: dict, subject: str, allowed: int, ts: int,
+            seal: Seal | None = None) -> tuple[dict | None, int]:
     """Whitelist projection of a (validated) event for an engine, over the categories in
     ``allowed`` (non-zero): ``(output, sent_mask)``, output holding the envelope and the
     permitted fields after transforms (the subject not yet pseudonymized, no trailer);
     ``(None, 0)`` when no permitted field is present. Output is built from the plan's
     paths only (G1): nothing is copied and then deleted."""
-    return project_plan(eng, event, subject, eng.mask_plan(event.get("event_type"), allowed), ts)
+    return project_plan(eng, event, subject, eng.mask_plan(event.get("event_type"), allowed), ts, seal)
 
 
-def project_plan(eng: CompiledEngine, event: dict, subject: str, plan: tuple[PlanEntry, ...], ts: int) -> tuple[dict | None, int]:
+def _no_seal(subject: str, path: str, value: Any) -> str:
+    raise ValueError(f"field {path!r} is to be encrypted but no sealer was given (a bug: fail closed)")
+
+
+def project_plan(eng: CompiledEngine, event: dict, subject: str, plan: tuple[PlanEntry, ...], ts: int,
+                 seal: Seal | None = None) -> tuple[dict | None, int]:
     """``project`` over a plan from ``eng.mask_plan``."""
     if not plan:
         return None, 0
@@ -146,6 +160,9 @@ def project_plan(eng: CompiledEngine, event: dict, subject: str, plan: tuple[Pla
                 if c is None:
                     continue
                 v = {"country": c}
+            elif code == T_ENCRYPT:
+                # the real subject id (pseudonymization comes later): the key is the subject's
+                v = (seal or _no_seal)(subject, dotted, v)
         if parents:
             d = out
             for k in parents:

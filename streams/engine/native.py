@@ -173,6 +173,11 @@ class NativeFilter:
             raise NativeEngineError(f"the native engine is not built ({IMPORT_ERROR})")
         if isinstance(secret, str):
             secret = secret.encode()
+        if policy.encrypts:
+            # not implemented natively yet (issue 12 item 3): refuse rather than emit plaintext;
+            # streams.wiring keeps the Python engine for such a policy under PFILTER_ENGINE=auto
+            raise NativeEngineError("the native engine does not implement the 'encrypt' transform; "
+                                    "the policy encrypts fields: use the Python engine")
         self._py = Filter(policy, topics, formats, store=store, clock=clock)
         if len(REASONS) != _ext.REASON_COUNT:
             raise NativeEngineError("the native engine was built for another set of drop reasons; rebuild it")

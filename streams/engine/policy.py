@@ -31,7 +31,9 @@ from streams.engine.consent import Vocabulary
 from streams.engine.shapes import (  # noqa: F401 - CONTEXT_SHAPE, EVENT_PAYLOADS: re-exported
     CONTEXT_SHAPE, EVENT_PAYLOADS, KNOWN_FIELDS, PATHS_BY_TYPE, TEXT_FIELDS, compile_shape,
 )
-from streams.engine.vocab import ENVELOPE, T_COUNTRY, T_DROP, T_HOUR, T_KEEP, T_PSEUDONYMIZE, TRANSFORMS
+from streams.engine.vocab import (
+    ENVELOPE, T_COUNTRY, T_DROP, T_ENCRYPT, T_HOUR, T_KEEP, T_PSEUDONYMIZE, TRANSFORMS,
+)
 
 #: The shipped default policy (CONTRACT §8).
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policy" / "default.toml"
@@ -102,7 +104,7 @@ class CompiledEngine:
         "name", "topic", "party", "third_party", "needs", "needs_mask", "needs_idx", "relied_on",
         "categories", "categories_mask", "jurisdictions", "pseudonymize_subject", "transforms",
         "plans", "default_plan", "ts_hour", "tps_bit", "policy_version", "_mac", "_sent_names",
-        "_category_names", "field_categories", "vocab_fp", "_mask_plans", "_type_plans",
+        "_category_names", "field_categories", "vocab_fp", "_mask_plans", "_type_plans", "encrypted",
     )
 
     def __repr__(self) -> str:  # never shows the key
@@ -171,6 +173,12 @@ class CompiledPolicy:
     @property
     def pseudonymizes(self) -> bool:
         return any(e.pseudonymize_subject or T_PSEUDONYMIZE in e.transforms.values() for e in self.engines)
+
+    @property
+    def encrypts(self) -> bool:
+        """True when some engine has an ``encrypt`` transform: the worker needs a KEK and
+        produces data keys to ``personalization.keys`` (CONTRACT §10)."""
+        return any(e.encrypted for e in self.engines)
 
 
 # ------------------------------------------------------------- loading
@@ -436,10 +444,19 @@ def _compile_engine(
         if code == T_PSEUDONYMIZE and path not in TEXT_FIELDS:
             raise PolicyError(f"{where}: transform 'pseudonymize' applies to text fields, not to {path!r} "
                               "(a pseudonym is text; drop or keep it, or categorize its text parts)")
+        if code == T_ENCRYPT and path not in TEXT_FIELDS:
+            # an envelope is text (JSON) or bytes (Avro): only a text field keeps its schema type
+            raise PolicyError(f"{where}: transform 'encrypt' applies to text fields, not to {path!r}")
+        if code == T_ENCRYPT and e.pseudonymize_subject:
+            # the data key and the associated data belong to the subject id; an engine that
+            # knows only a pseudonym could not name the key to decrypt with
+            raise PolicyError(f"{where}: transform 'encrypt' for field {path!r}, but the engine pseudonymizes "
+                              "subject ids; encrypted fields need subject = \"keep\"")
         if code == T_HOUR and path not in _HOUR_FIELDS:
             raise PolicyError(f"{where}: transform 'coarsen:hour' applies to timestamps ('ts'), not to {path!r}")
         transforms[path] = code
     e.transforms = transforms
+    e.encrypted = frozenset(p for p, c in transforms.items() if c == T_ENCRYPT)
     e.ts_hour = transforms.get("ts") == T_HOUR
 
     needs_secret = e.pseudonymize_subject or T_PSEUDONYMIZE in transforms.values()

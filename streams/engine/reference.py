@@ -21,16 +21,30 @@ Conventions it states (and the engine must match):
 - pseudonyms are the first 32 hex chars of HMAC-SHA256 with the engine key
   HMAC-SHA256(secret, "pfilter/" + engine name); subject ids are hashed as
   their UTF-8 bytes, field values as ``"field:" + path + "\\0" + value`` where
-  value is the UTF-8 string or else its canonical (sorted-key) JSON.
+  value is the UTF-8 string or else its canonical (sorted-key) JSON;
+- an ``encrypt`` transform's expected value is a :class:`Sealed`: equal to an
+  envelope (text ``pfe1.<version>.<base64url>`` or binary ``0x01 | u32 version
+  | ...``) of AES-256-GCM over the value's compact JSON, associated data
+  ``"pfe1" | u32 len(subject) | subject | path``, nonce 12 bytes, tag 16. Given
+  the subjects' raw data keys (``keys(subject, version) -> bytes | None``) it
+  decrypts and compares the plaintext; without them it checks the shape and
+  that the ciphertext is exactly as long as the plaintext (CONTRACT §10).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import re
+import struct
+from collections.abc import Callable
 from typing import Any
 
 import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 HOUR = 60 * 60 * 1000
 
@@ -122,6 +136,85 @@ def _pseudonymize_field(secret: bytes, engine_name: str, path: str, value: Any) 
     return hmac.new(_engine_key(secret, engine_name), msg, hashlib.sha256).hexdigest()[:32]
 
 
+#: ``keys(subject, version) -> raw 32-byte data key, or None`` (shredded / unknown)
+KeyLookup = Callable[[str, int], "bytes | None"]
+#: what a ``KeyLookup`` returns for a key it knows to be gone: check the shape only
+SHAPE_ONLY = b""
+_TEXT_ENVELOPE = re.compile(r"pfe1\.([1-9][0-9]{0,9})\.([A-Za-z0-9_-]+)\Z")
+
+
+def _envelope_parts(envelope: Any) -> tuple[int, bytes, bytes] | None:
+    """(key version, nonce, ciphertext | tag) of an envelope, or None if it is not one."""
+    if isinstance(envelope, str):
+        m = _TEXT_ENVELOPE.match(envelope)
+        if m is None:
+            return None
+        try:
+            body = base64.urlsafe_b64decode(m.group(2) + "=" * (-len(m.group(2)) % 4))
+        except (binascii.Error, ValueError):
+            return None
+        version = int(m.group(1))
+    elif isinstance(envelope, (bytes, bytearray)):
+        if len(envelope) < 5 or envelope[0] != 1:
+            return None
+        version = struct.unpack(">I", bytes(envelope[1:5]))[0]
+        body = bytes(envelope[5:])
+    else:
+        return None
+    if not 0 < version < 2**32 or len(body) < 12 + 16:
+        return None
+    return version, body[:12], body[12:]
+
+
+class Sealed:
+    """The expected value of an encrypted field: compares equal to an envelope of ``value``
+    (see the module doc). Its ``repr`` names the path only, never the value (G6)."""
+
+    __slots__ = ("value", "subject", "path", "keys", "problem")
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, value: Any, subject: str, path: str, keys: KeyLookup | None) -> None:
+        self.value = value
+        self.subject = subject
+        self.path = path
+        self.keys = keys
+        #: why the last comparison failed (no values): for ``violations``
+        self.problem = ""
+
+    def __repr__(self) -> str:
+        return f"Sealed({self.path!r})"
+
+    def __eq__(self, other: object) -> bool:
+        parts = _envelope_parts(other)
+        if parts is None:
+            self.problem = "is not an encrypted-field envelope"
+            return False
+        version, nonce, sealed = parts
+        plain = orjson.dumps(self.value)
+        if len(sealed) != len(plain) + 16:
+            self.problem = "envelope length does not match the permitted value"
+            return False
+        if self.keys is None:
+            return True
+        key = self.keys(self.subject, version)
+        if key == SHAPE_ONLY:
+            return True  # the caller knows the key is gone (compacted, shredded): shape checked
+        if key is None:
+            self.problem = "its data key is unknown (shredded?): plaintext not checked"
+            return False
+        s = self.subject.encode("utf-8")
+        ad = b"pfe1" + struct.pack(">I", len(s)) + s + self.path.encode("utf-8")
+        try:
+            got = AESGCM(key).decrypt(nonce, sealed, ad)
+        except InvalidTag:
+            self.problem = "envelope does not decrypt under the subject's data key"
+            return False
+        if orjson.loads(got) != self.value:
+            self.problem = "decrypts to a value other than the permitted one"
+            return False
+        return True
+
+
 def _engine(policy: dict, engine_name: str) -> dict:
     for e in policy["engines"]:
         if e["name"] == engine_name:
@@ -131,9 +224,11 @@ def _engine(policy: dict, engine_name: str) -> dict:
 
 def expected(
     event: dict, consent: dict | None, engine_name: str, policy: dict, now_ms: int, secret: bytes | None,
+    keys: KeyLookup | None = None,
 ) -> tuple[str, Any]:
-    """``("emitted", output_dict)`` or ``("dropped", reason)`` for one event and engine."""
-    outcome, what, _categories = _expected(event, consent, engine_name, policy, now_ms, secret)
+    """``("emitted", output_dict)`` or ``("dropped", reason)`` for one event and engine.
+    Encrypted fields are :class:`Sealed` (checked with ``keys`` when given)."""
+    outcome, what, _categories = _expected(event, consent, engine_name, policy, now_ms, secret, keys)
     return outcome, what
 
 
@@ -162,6 +257,7 @@ def expected_decision(
 
 def _expected(
     event: dict, consent: dict | None, engine_name: str, policy: dict, now_ms: int, secret: bytes | None,
+    keys: KeyLookup | None = None,
 ) -> tuple[str, Any, list[str]]:
     """``expected`` plus the categories sent (empty for a drop)."""
     engine = _engine(policy, engine_name)
@@ -228,6 +324,8 @@ def _expected(
                 if not isinstance(value, dict) or value.get("country") is None:
                     continue
                 value = {"country": value["country"]}
+            elif transform == "encrypt":
+                value = Sealed(value, subject, path, keys)
             _put(out, path, value)
             something = True
             if category not in sent:
@@ -264,7 +362,7 @@ def _leaves(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def violations(
     emitted_record: dict, event: dict, consent: dict | None, engine_name: str, policy: dict,
-    now_ms: int, secret: bytes | None,
+    now_ms: int, secret: bytes | None, keys: KeyLookup | None = None,
 ) -> list[str]:
     """What in an emitted record the rule forbids (field names only, never values).
 
@@ -273,7 +371,7 @@ def violations(
     gives it (transforms included). A field the rule would emit but the record
     lacks is not a safety violation and is not listed.
     """
-    outcome, what = expected(event, consent, engine_name, policy, now_ms, secret)
+    outcome, what = expected(event, consent, engine_name, policy, now_ms, secret, keys)
     if outcome == "dropped":
         return [f"event must not reach engine {engine_name!r}: {what}"]
     problems = []
@@ -282,7 +380,9 @@ def violations(
         if path not in allowed:
             problems.append(f"field {path!r} is not permitted")
         elif allowed[path] != value:
-            problems.append(f"field {path!r} differs from what the rule permits")
+            want = allowed[path]
+            why = f": {want.problem}" if isinstance(want, Sealed) else ""
+            problems.append(f"field {path!r} differs from what the rule permits{why}")
     return problems
 
 

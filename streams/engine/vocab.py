@@ -31,10 +31,12 @@ EVENT_TYPES: dict[str, frozenset[str]] = {
 }
 
 # ------------------------------------------------------------- transforms (CONTRACT §4)
-T_KEEP, T_DROP, T_PSEUDONYMIZE, T_COUNTRY, T_HOUR = range(5)
+T_KEEP, T_DROP, T_PSEUDONYMIZE, T_COUNTRY, T_HOUR, T_ENCRYPT = range(6)
 TRANSFORMS = {
     "keep": T_KEEP, "drop": T_DROP, "pseudonymize": T_PSEUDONYMIZE,
     "coarsen:country": T_COUNTRY, "coarsen:hour": T_HOUR,
+    # AES-GCM under the subject's data key; the value becomes an envelope (CONTRACT §10)
+    "encrypt": T_ENCRYPT,
 }
 
 # ------------------------------------------------------------- decisions (CONTRACT §5, §7)

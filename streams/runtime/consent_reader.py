@@ -217,7 +217,7 @@ class ConsentReader:
             replay = [r for r in recs if r[2] < emit_from]
             live = [r for r in recs if r[2] >= emit_from]
             if replay:
-                decider.apply_consent(p, replay)  # state only: outputs were committed before
+                decider.apply_consent(p, replay, replay=True)  # state only: outputs were committed before
             res = None
             if live:
                 res = decider.apply_consent(p, live)

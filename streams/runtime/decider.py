@@ -31,13 +31,33 @@ class PartitionDecider:
         self._filter = filt
         self._stores = stores
         self.policy = filt.policy
+        #: partition -> KeyRing (``streams.runtime.keys``), set by the worker when the policy
+        #: encrypts; like the store, each partition's ring is set right before each call
+        self.rings: Mapping[int, Any] | None = None
+        self._no_keys: Any = None
 
     def decide(self, p: int, records: Sequence[tuple]) -> Any:
         """The engine's decisions for events of partition ``p`` (a BatchResult)."""
         f = self._filter
         f.store = self._stores[p]
+        if self.rings is not None:
+            f.keyring = self.rings[p]
         return f.decide(records)
 
-    def apply_consent(self, p: int, records: Sequence[tuple]) -> Any:
-        """Merge consent records of partition ``p`` into its store (a BatchResult)."""
-        return self._filter.apply_consent(records, self._stores[p])
+    def apply_consent(self, p: int, records: Sequence[tuple], *, replay: bool = False) -> Any:
+        """Merge consent records of partition ``p`` into its store (a BatchResult).
+
+        ``replay``: records whose outputs were committed before (state only): their
+        erasures must not touch the restored ring, which already reflects them and may
+        hold the key of a subject who came back since."""
+        f = self._filter
+        if self.rings is not None:
+            if replay:
+                if self._no_keys is None:
+                    from streams.crypto import KeyRing
+
+                    self._no_keys = KeyRing()
+                f.keyring = self._no_keys
+            else:
+                f.keyring = self.rings[p]
+        return f.apply_consent(records, self._stores[p])

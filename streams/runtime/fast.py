@@ -71,6 +71,7 @@ from streams.runtime import records
 from streams.runtime.checkpoint import COMMIT_TIMEOUT_S, COORDINATOR_TIMEOUT_S, TRANSACTION_TIMEOUT_MS, Checkpoint
 from streams.runtime.consent_reader import ENDS_TIMEOUT_S, ConsentFiles, ConsentReader
 from streams.runtime.heap import settle_gc
+from streams.runtime.keys import PartitionKeys
 from streams.runtime.rebalance import Rebalance
 from streams.runtime.stall import Heartbeat, StallWatch, start_watchdog
 from streams.runtime.web import serve
@@ -140,6 +141,16 @@ class FastWorker:
             lambda on_delivery: Producer(output_producer_config(settings, on_delivery, **extra)),
             self.consumer, eos=self.eos, deliveries=frozenset(e.topic for e in self.policy.engines))
         self.rebalance = Rebalance(self.consent, self.checkpoint, self.stalls, self.event_topics, self.commit)
+        # encrypted fields (CONTRACT §10): a ring per owned partition, restored from the keys
+        # topic before consent; new keys go out in the transaction of their first output
+        # (they are in the engine's BatchResult.records)
+        self.keys: PartitionKeys | None = None
+        if self.policy.encrypts:
+            self.keys = PartitionKeys(
+                lambda: Consumer(plain_consumer_config(settings, f"{settings.group_id}.keys-reader", **{
+                    "isolation.level": "read_committed", "enable.partition.eof": True})),
+                settings.topic_keys, lambda: wiring.new_keyring(settings, self.policy))
+            self.consent.decider.rings = self.keys.rings
 
     # ------------------------------------------------------------------ commit
     def commit(self) -> None:
@@ -224,6 +235,8 @@ class FastWorker:
                 if not consent.ready and consent.states:
                     # recovered when consent is caught up to the end of every owned partition
                     out: list = []
+                    if self.keys is not None:
+                        self.keys.sync(consent.states)  # keys first: consent replay may shred
                     consent.restore(out)
                     checkpoint.produce(out)
                     metrics.READY.set(1)

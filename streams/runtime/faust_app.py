@@ -43,6 +43,7 @@ from streams.logs import kv
 from streams.runtime import records
 from streams.runtime.barrier import ConsentSideReader, RevocationBarrier
 from streams.runtime.continuity import OffsetContinuity, order_batch
+from streams.runtime.keys import PartitionKeys
 from streams.runtime.stall import StallWatch, start_watchdog
 from streams.runtime.sink import DeliveryError, Sink
 from streams.runtime.stores import PendingWrites, TablePartitionView, apply_to_store, changelog_topic
@@ -166,6 +167,35 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     barrier = RevocationBarrier(reader, lambda p: TablePartitionView(table, p), apply_ahead)
 
+    # Encrypted fields (CONTRACT §10): a KeyRing per owned partition, restored from the keys
+    # topic on first use after an assignment, shared by both agents (the consent agent's
+    # erasures shred in it). At least once: key records are in the engine's outputs and go
+    # out with the audit trail, acknowledged before the engine outputs that use them.
+    keys = None
+    restoring: dict[int, asyncio.Future] = {}
+    if writer.policy.encrypts:
+        from confluent_kafka import Consumer
+
+        keys = PartitionKeys(
+            lambda: Consumer(clients.plain_consumer_config(settings, f"{settings.group_id}.keys-reader", **{
+                "isolation.level": "read_committed", "enable.partition.eof": True})),
+            settings.topic_keys, lambda: wiring.new_keyring(settings, writer.policy))
+
+    async def ring_for(p: int) -> Any:
+        """Partition ``p``'s ring, restored once (both agents may ask at the same time)."""
+        assert keys is not None
+        ring = keys.rings.get(p)
+        if ring is not None:
+            return ring
+        fut = restoring.get(p)
+        if fut is None:
+            fut = restoring[p] = asyncio.ensure_future(loop_run(keys.restore, [p]))
+        try:
+            await fut
+        finally:
+            restoring.pop(p, None)
+        return keys.rings[p]
+
     @app.agent(consent_topic, name="consent")
     @_fail_stop("consent")
     async def consent_agent(stream: faust.StreamT) -> None:
@@ -180,6 +210,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
             applied = []
             for p, recs in by_partition.items():
                 pending = PendingWrites(TablePartitionView(table, p))
+                if keys is not None:
+                    writer.keyring = await ring_for(p)
                 applied.append((p, recs, pending, writer.apply_consent(recs, pending)))
             changes = {p: list(pending.changes.items()) for p, _r, pending, _res in applied if pending.changes}
             if changes:
@@ -247,6 +279,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 if decider is None:
                     decider = deciders[p] = filt_factory(store)
                 decider.store = store  # the barrier's store of this batch (an overlay or the table view)
+                if keys is not None:
+                    decider.keyring = await ring_for(p)
                 result = decider.decide(recs)
                 out.extend(result.records)
                 metrics.record_decided(result, recs[0][0])
@@ -298,6 +332,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
         continuity.forget(gone)
         stalls.forget([tp for tp in gone if tp[0] in input_topics])
         deciders.clear()
+        if keys is not None:
+            for tp in revoked:
+                if tp.topic == settings.topic_consent:
+                    keys.rings.pop(tp.partition, None)  # restored from the keys topic when assigned again
         log.info("partitions revoked %s", kv(count=len(revoked)))
 
     @app.on_rebalance_complete.connect

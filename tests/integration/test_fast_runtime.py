@@ -151,12 +151,25 @@ def _decisions(s: Settings) -> dict[tuple, dict]:
 
 
 def _outputs(s: Settings, settings_engines: list[str]) -> dict[tuple, dict]:
+    """Emitted records; encrypted fields decrypted (each run has its own random keys and
+    nonces: the runtimes must agree on the plaintext, CONTRACT §10)."""
+    from streams.crypto import Kek, KeyRing, decrypt_value, is_envelope
+
+    ring = KeyRing(Kek.from_text(s.kek))
+    for _t, _p, _o, k, v, _h, _ts in replay(s.bootstrap, [s.topic_keys], read_committed=True):
+        ring.add_record(k.decode(), v)
     out = {}
+    sealed = 0
     for engine in settings_engines:
         topic = s.topic_output_prefix + engine
         for *_x, v, _h, _t in replay(s.bootstrap, [topic], read_committed=True):
             r = orjson.loads(v)
+            for f, x in list(r.items()):
+                if isinstance(x, str) and is_envelope(x):
+                    r[f] = ("decrypted", decrypt_value(ring, r["subject_id"], f, x))
+                    sealed += 1
             out[(engine, r["event_id"])] = r
+    assert sealed > 0, "no encrypted field: the default policy's email engine encrypts email/phone"
     return out
 
 
@@ -171,7 +184,7 @@ def test_differential_fast_vs_faust(kafka_settings: Settings, tmp_path: Path) ->
             "topic_clickstream": f"{pre}.clickstream", "topic_purchases": f"{pre}.purchases",
             "topic_consent": f"{pre}.consent", "topic_output_prefix": f"{pre}.out.",
             "topic_decisions": f"{pre}.decisions", "topic_erasures": f"{pre}.erasures", "topic_dlq": f"{pre}.dlq",
-            "state_dir": tmp_path / runtime,
+            "topic_keys": f"{pre}.keys", "state_dir": tmp_path / runtime,
         })
         kit.setup_topics(s)
         n = _produce(s, 5000, now=now, churn=0)  # no churn: same consent for both at decision time

@@ -302,9 +302,33 @@ def test_no_personal_data_in_logs(topics: Settings, tmp_path: Path) -> None:
             raw = orjson.dumps(e)
             kit.send(p, topic, e["subject_id"], raw[: len(raw) // 2])  # truncated
             kit.send(p, s.topic_consent, c["subject_id"], orjson.dumps({**c, "gpc": "PII-SENTINEL-gpc"}))
-        kit.wait_decisions(s, 20 * 4 + 20)
+        # one subject who allows the email engine: its email/phone leave encrypted (a data key)
+        now = int(time.time() * 1000)
+        kit.send(p, s.topic_consent, "g6-keyed", kit.consent("g6-keyed", now))
+        e = kit.purchase("g6-e", "g6-keyed", now)
+        e["email"], e["phone"] = "PII-SENTINEL-mail@example.com", "PII-SENTINEL-phone"
+        kit.send(p, s.topic_purchases, "g6-keyed", e)
+        kit.wait_decisions(s, 20 * 4 + 20 + 1)
     finally:
         w.stop()
     log = (tmp_path / "pii-worker.log").read_text(errors="replace")
     assert "PII-SENTINEL" not in log
     assert log.strip(), "the worker wrote no log at all: the test would prove nothing"
+    # G6 for encrypted fields (CONTRACT §10): neither the KEK nor any data key it wraps, in
+    # any spelling, appears in the log; the worker did create keys (the test proves something)
+    import base64
+
+    from streams.crypto import Kek, parse_key_record
+    from streams.kafka.replay import replay
+
+    raw_kek = bytes.fromhex(s.kek)
+    kek = Kek(raw_kek)
+    secrets_ = [s.kek, base64.b64encode(raw_kek).decode(), base64.urlsafe_b64encode(raw_kek).rstrip(b"=").decode()]
+    recs = [parse_key_record(v) for *_x, v, _h, _t in replay(s, [s.topic_keys]) if v is not None]
+    assert recs, "no data key was created: the test would prove nothing about keys"
+    for rec in recs:
+        dk = kek.unwrap(rec.subject_id, rec.key_version, rec.wrapped_key)
+        secrets_ += [dk.hex(), base64.b64encode(dk).decode(), base64.urlsafe_b64encode(dk).rstrip(b"=").decode(),
+                     base64.urlsafe_b64encode(rec.wrapped_key).rstrip(b"=").decode()]
+    for secret in secrets_:
+        assert secret not in log

@@ -25,7 +25,8 @@ times = st.builds(lambda h, d: NOW + h * HOUR + d, st.integers(-4, 3), st.sample
 
 
 @st.composite
-def policies(draw) -> dict[str, Any]:
+def policies(draw, encrypt: bool = True) -> dict[str, Any]:
+    """A random valid policy; ``encrypt=False``: no `encrypt` transforms (the native engine has none)."""
     purposes = list(draw(st.permutations(PURPOSES)))
     cat_names = [c for c in draw(st.permutations(CATEGORIES))]
     non_payment = [c for c in cat_names if c != "payment"]
@@ -57,6 +58,8 @@ def policies(draw) -> dict[str, Any]:
                     transforms[f] = draw(st.sampled_from(["coarsen:country", "keep", "drop"]))
                 elif draw(st.integers(0, 3)) == 0:
                     options = ["keep", "drop"] + (["pseudonymize"] if f in TEXT_FIELDS else [])
+                    if encrypt and f in TEXT_FIELDS and e.get("subject", "keep") == "keep":
+                        options.append("encrypt")  # CONTRACT §10
                     transforms[f] = draw(st.sampled_from(options))
         if draw(st.integers(0, 3)) == 0:
             transforms["ts"] = draw(st.sampled_from(["keep", "coarsen:hour"]))

@@ -13,9 +13,16 @@ from streams.engine import reference
 from streams.engine.consent import parse_consent
 from streams.engine.decide import REASONS, decide
 from streams.engine.policy import compile_policy, load_policy
-from tests.unit.engine.helpers import SECRET, default_doc
+from streams.crypto import KeyRing
+from streams.engine.sealing import Sealer
+from tests.unit.engine.helpers import SECRET, counter_nonces, default_doc, kek_for_tests, ring_keys
 
 from .strategies import policies, scenarios
+
+#: encrypted fields (CONTRACT §10): the reference decrypts them with the ring's keys
+RING = KeyRing(kek_for_tests())
+SEAL = Sealer(RING, binary=False, clock=lambda: 0, nonces=counter_nonces()).seal
+KEYS = ring_keys(RING)
 
 EXAMPLES = 1000
 
@@ -32,13 +39,13 @@ def _leaf_paths(d, prefix=""):
 def _check(doc, cp, ev, rec, now):
     state = None if rec is None else parse_consent(rec, rec["subject_id"], 0, cp.vocab)
     for eng in cp.engines:
-        reason, out, sent = decide(eng, ev, ev.get("subject_id"), state, now)
-        want = reference.expected(ev, rec, eng.name, doc, now, SECRET)
+        reason, out, sent = decide(eng, ev, ev.get("subject_id"), state, now, SEAL)
+        want = reference.expected(ev, rec, eng.name, doc, now, SECRET, KEYS)
         if reason is None:
             assert want == ("emitted", out), (eng.name, want)
             # G1, stated without the reference's projection: every emitted path lies in a
             # category the engine may receive and the subject granted, or is envelope/trailer
-            assert reference.violations(out, ev, rec, eng.name, doc, now, SECRET) == []
+            assert reference.violations(out, ev, rec, eng.name, doc, now, SECRET, KEYS) == []
             granted = {c for c, v in rec["categories"].items() if v is True}
             allowed_cats = set(eng.categories) & granted
             for path in _leaf_paths(out):
@@ -88,8 +95,8 @@ def test_population_sample_matches_reference():
         rec = consent.get(subject) if subject is not None else None
         state = states.get(subject) if subject is not None else None
         for eng in _DEFAULT.engines:
-            reason, out, _ = decide(eng, ev, subject, state, now)
-            want = reference.expected(ev, rec, eng.name, _DEFAULT_DOC, now, SECRET)
+            reason, out, _ = decide(eng, ev, subject, state, now, SEAL)
+            want = reference.expected(ev, rec, eng.name, _DEFAULT_DOC, now, SECRET, KEYS)
             got = ("dropped", reason) if reason else ("emitted", out)
             assert got == want
             seen[reason or "emitted"] = seen.get(reason or "emitted", 0) + 1

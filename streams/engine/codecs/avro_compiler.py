@@ -4,7 +4,8 @@ fastavro resolves every union on write by validating the value against each
 branch (a nested record is validated recursively) and dispatches every field
 through generic code on read, which costs ~1 us per nullable field. The
 schemas here use a small subset of Avro (records, arrays, maps, unions with
-null, string, long, int, double, boolean), so each schema is compiled into
+null, string, long, int, double, boolean, bytes; ``[null, string, bytes]`` for
+encrypted fields, told apart by the value's Python type), so each schema is compiled into
 straight-line Python once. fastavro stays the reference: it parses and
 checks the schemas, reads records written with other (registry) schema
 versions, and the tests assert byte-identical output and identical decoding.
@@ -25,7 +26,7 @@ class _Unsupported(Exception):
     pass
 
 
-_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "double", "string"})
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "double", "string", "bytes"})
 _unpack_double = struct.Struct("<d").unpack_from
 _pack_double = struct.Struct("<d").pack
 
@@ -176,6 +177,14 @@ class _Gen:
             self.emit(ind, f"if {e} > L: raise EOFError")
             self.emit(ind, f"{target} = b[p:{e}].decode()")
             self.emit(ind, f"p = {e}")
+        elif t == "bytes":
+            n, e = self.var("n"), self.var("e")
+            self.read_long(ind, n)
+            self.emit(ind, f"if {n} < 0: raise _Bad('negative length')")
+            self.emit(ind, f"{e} = p + {n}")
+            self.emit(ind, f"if {e} > L: raise EOFError")
+            self.emit(ind, f"{target} = bytes(b[p:{e}])")
+            self.emit(ind, f"p = {e}")
         elif isinstance(t, list) and len(t) == 2:
             # a two-branch union's index is one byte, 0x00 or 0x02 (canonical encoding;
             # writers never emit another, and any other byte is rejected as garbage)
@@ -255,10 +264,32 @@ class _Gen:
             self.emit(ind, f"{n} = len({e})")
             self.emit(ind, f"out += _L1[{n}] if {n} < 64 else _wl({n})")
             self.emit(ind, f"out += {e}")
+        elif t == "bytes":
+            n = self.var("n")
+            self.emit(ind, f"if type({v}) is not bytes: raise _Bad")
+            self.emit(ind, f"{n} = len({v})")
+            self.emit(ind, f"out += _L1[{n}] if {n} < 64 else _wl({n})")
+            self.emit(ind, f"out += {v}")
         elif isinstance(t, list):
             resolved = [self.resolve(b, ns)[0] for b in t]
             others = [i for i, b in enumerate(resolved) if b != "null"]
             nulls = [i for i, b in enumerate(resolved) if b == "null"]
+            if sorted(resolved[i] for i in others) == ["bytes", "string"] and len(nulls) <= 1:
+                # an encrypted field: plaintext text, or its binary envelope (CONTRACT §10);
+                # the Python type picks the branch as fastavro's validation does
+                si = others[0] if resolved[others[0]] == "string" else others[1]
+                bi = others[1] if si == others[0] else others[0]
+                kw = "if"
+                if nulls:
+                    self.emit(ind, f"if {v} is None: out += {zigzag_bytes(nulls[0])!r}")
+                    kw = "elif"
+                self.emit(ind, f"{kw} type({v}) is bytes:")
+                self.emit(ind + 1, f"out += {zigzag_bytes(bi)!r}")
+                self.write("bytes", ns, v, ind + 1)
+                self.emit(ind, "else:")
+                self.emit(ind + 1, f"out += {zigzag_bytes(si)!r}")
+                self.write("string", ns, v, ind + 1)
+                return
             if len(others) != 1 or len(nulls) > 1:
                 raise _Unsupported("union other than [null, T]")
             i = others[0]

@@ -98,3 +98,68 @@ def purchase(subject: str | None = "s-1", ts: int = NOW - HOUR, event_id: str = 
         ev["anonymous_id"] = "a-1"
     ev.update(over)
     return ev
+
+
+# --- encrypted fields (CONTRACT §10) -------------------------------------------------------
+def kek_for_tests():  # noqa: ANN201 - a Kek
+    """The tests' KEK of schemas/examples/keys (bytes 0..31): never a production key."""
+    from streams.crypto import Kek
+
+    return Kek(bytes(range(32)))
+
+
+def counter_nonces():  # noqa: ANN201
+    """A deterministic nonce source (tests only): 12-byte big-endian counter."""
+    n = iter(range(1, 1 << 62))
+    return lambda size: next(n).to_bytes(size, "big")
+
+
+def ring_keys(ring, kek=None):  # noqa: ANN001, ANN201
+    """``keys(subject, version) -> raw data key`` for the reference (``reference.Sealed``),
+    unwrapping the ring's key records with the KEK."""
+    kek = kek or kek_for_tests()
+
+    def keys(subject: str, version: int):  # noqa: ANN202
+        rec = ring.record(subject, version)
+        return None if rec is None else kek.unwrap(subject, version, rec.wrapped_key)
+
+    return keys
+
+
+def opened(records, ring, fmt: str = "json"):  # noqa: ANN001, ANN201
+    """``records`` with every engine output's envelopes decrypted (under ``ring``) and every
+    key record's value replaced by its subject and version: what two runs with different
+    random keys and nonces must agree on ("compare after decryption")."""
+    import orjson
+
+    from streams.crypto import decrypt_value, is_envelope, parse_key_record
+    from streams.engine.codecs import get_codec
+
+    codec = get_codec("filtered_event", fmt)
+    out = []
+    for topic, key, value, headers in records:
+        if topic.endswith(".keys"):
+            rec = None if value is None else parse_key_record(value)
+            out.append((topic, key, None if rec is None else ("key", rec.subject_id), headers))
+            continue
+        if value is not None and (b"pfe1." in value or (fmt == "avro" and topic.endswith(".email"))):
+            obj = codec.decode(value)
+            for k, v in list(obj.items()):
+                if v is not None and is_envelope(v):
+                    obj[k] = ("decrypted", decrypt_value(ring, obj["subject_id"], k, v))
+            value = orjson.dumps(obj, default=repr)
+        out.append((topic, key, value, headers))
+    return out
+
+
+def plaintext_doc() -> dict[str, Any]:
+    """The default policy without its ``encrypt`` transforms (for the native engine, which
+    does not implement them: ``NativeFilter`` refuses an encrypting policy)."""
+    doc = default_doc()
+    for e in doc["engines"]:
+        tr = {f: t for f, t in e.get("transforms", {}).items() if t != "encrypt"}
+        if tr:
+            e["transforms"] = tr
+        else:
+            e.pop("transforms", None)
+    return doc

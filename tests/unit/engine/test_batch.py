@@ -12,7 +12,9 @@ from streams.engine.codecs import get_codec
 from streams.engine.consent import state_from_bytes, state_to_bytes
 from streams.engine.policy import compile_policy, load_policy
 
-from .helpers import NOW, SECRET, click, consent, purchase
+from streams.crypto import decrypt_value
+
+from .helpers import NOW, SECRET, click, consent, opened, purchase
 from .helpers import default_doc as D_DOC
 
 POLICY = load_policy(secret=SECRET)
@@ -280,7 +282,8 @@ def test_store_states_round_trip_through_bytes():
     for f in (plain, packed):
         f.apply_consent([crec("s-1", consent()), crec("s-2", consent(subject="s-2", gpc=True))])
     evs = [erec(click()), erec(purchase(subject="s-2"))]
-    assert plain.decide(evs).records == packed.decide(evs).records
+    # each Filter has its own random data keys: compare after decryption
+    assert opened(plain.decide(evs).records, plain.keyring) == opened(packed.decide(evs).records, packed.keyring)
 
 
 def test_state_of_another_policy_vocabulary_is_no_consent():
@@ -308,7 +311,9 @@ def test_avro_everywhere():
     assert out["context"]["geo"]["country"] == "DE" and out["context"]["geo"]["city"] is None
     assert out["payment_method"] is None
     (em,) = by_topic(res, "personalization.email")
-    assert out_codec.decode(em[2])["email"] == "jane@example.com"
+    env = out_codec.decode(em[2])["email"]
+    assert type(env) is bytes and env[0] == 1  # the Avro (bytes) envelope
+    assert decrypt_value(f.keyring, "s-1", "email", env) == "jane@example.com"
     assert {r["outcome"] for r in records(res, "avro")} == {"decided", "dlq"}
     assert {d["outcome"] for d in decisions(res, "avro")} == {"emitted", "dropped", "dlq"}
 
@@ -336,3 +341,44 @@ def test_apply_consent_store_override():
     other: dict = {}
     f.apply_consent([crec("s-1", consent())], store=other)
     assert "s-1" in other and f.store == {}
+
+
+def test_encrypt_keys_go_with_their_first_output_and_erasure_shreds():
+    """CONTRACT §10, G4: a subject's first encrypted output brings its key record in the same
+    BatchResult; a tombstone tombstones the key; a subject who comes back gets a new key."""
+    from streams.crypto import KeyRing, envelope_version, parse_key_record
+
+    from .helpers import kek_for_tests
+
+    ring = KeyRing(kek_for_tests())
+    f = Filter(POLICY, T, JSON, clock=lambda: NOW, keyring=ring)
+    f.apply_consent([crec("s-1", consent())])
+    res = f.decide([erec(purchase()), erec(purchase(event_id="p-2"))])
+    keys = [r for r in res.records if r[0] == T.keys]
+    assert len(keys) == 1 and len(res.keys) == 1  # one key, created once, before the outputs commit
+    rec = parse_key_record(keys[0][2])
+    assert keys[0][1] == b"s-1" and rec.subject_id == "s-1"
+    outs = [orjson.loads(r[2]) for r in res.records if r[0] == "personalization.email"]
+    assert {envelope_version(o["email"]) for o in outs} == {rec.key_version}
+    assert f.decide([erec(purchase(event_id="p-3"))]).keys == []  # known now: no new key
+
+    gone = f.apply_consent([crec("s-1", None)])
+    assert (T.keys, b"s-1", None, None) in gone.records and gone.shredded == 1
+    assert "s-1" not in ring
+
+    f.apply_consent([crec("s-1", consent(updated_at=NOW))])
+    back = f.decide([erec(purchase(event_id="p-4"))])
+    assert len(back.keys) == 1 and back.keys[0].key_version != rec.key_version
+
+
+def test_a_policy_without_encrypt_writes_no_keys():
+    doc = D_DOC()
+    for e in doc["engines"]:
+        e.get("transforms", {}).pop("email", None)
+        e.get("transforms", {}).pop("phone", None)
+    f = Filter(compile_policy(doc, secret=SECRET), T, JSON, clock=lambda: NOW)
+    f.apply_consent([crec("s-1", consent())])
+    res = f.decide([erec(purchase())])
+    assert res.keys == [] and not any(r[0] == T.keys for r in res.records) and f.keyring is None
+    gone = f.apply_consent([crec("s-1", None)])
+    assert not any(r[0] == T.keys for r in gone.records)

@@ -541,6 +541,7 @@ def strategy_for(t: Any, named: dict[str, Any]) -> st.SearchStrategy:
             "long": st.integers(-(2**63), 2**63 - 1),
             "double": st.floats(allow_nan=False) | st.integers(-(2**53), 2**53),
             "string": st.text(max_size=20),
+            "bytes": st.binary(max_size=40),
         }[t]
     if isinstance(t, list):
         return st.one_of([strategy_for(b, named) for b in t])

@@ -9,18 +9,26 @@ from streams.engine.consent import blocked_state, parse_consent
 from streams.engine.decide import REASONS, decide
 from streams.engine.policy import compile_policy, load_policy
 
-from .helpers import DAY, HOUR, NOW, PURPOSES, SECRET, click, consent, default_doc, doc_copy, purchase
+from streams.crypto import KeyRing, decrypt_value
+from streams.engine.sealing import Sealer
+
+from .helpers import (
+    DAY, HOUR, NOW, PURPOSES, SECRET, click, consent, counter_nonces, default_doc, doc_copy, purchase, ring_keys,
+    kek_for_tests,
+)
 
 POLICY = load_policy(secret=SECRET)
 DOC = default_doc()
+RING = KeyRing(kek_for_tests())
+SEALER = Sealer(RING, binary=False, clock=lambda: NOW, nonces=counter_nonces())
 
 
 def run(engine: str, event: dict, rec: dict | None, now: int = NOW, policy=POLICY, doc=DOC):
     """Engine result, checked against the reference on the way."""
     eng = policy.engine(engine)
     state = None if rec is None else parse_consent(rec, rec["subject_id"], 0, policy.vocab)
-    reason, out, sent = decide(eng, event, event.get("subject_id"), state, now)
-    want = reference.expected(event, rec, engine, doc, now, SECRET)
+    reason, out, sent = decide(eng, event, event.get("subject_id"), state, now, SEALER.seal)
+    want = reference.expected(event, rec, engine, doc, now, SECRET, ring_keys(RING))
     got = ("dropped", reason) if reason is not None else ("emitted", out)
     assert got == want
     return reason, out, sent
@@ -159,7 +167,10 @@ def test_partner_ads_projection_pseudonymizes_and_coarsens():
 
 def test_email_gets_contact_and_history_never_payment():
     _, out, sent = run("email", purchase(), consent())
-    assert out["email"] == "jane@example.com" and out["phone"] == "+49 30 123456"
+    # encrypted (CONTRACT §8): an envelope in place of the value, which decrypts to it
+    assert out["email"].startswith("pfe1.") and out["phone"].startswith("pfe1.")
+    assert decrypt_value(RING, "s-1", "email", out["email"]) == "jane@example.com"
+    assert decrypt_value(RING, "s-1", "phone", out["phone"]) == "+49 30 123456"
     assert out["items"] == [{"product_id": "p-1", "category": "shoes", "quantity": 1, "price": 59.9}]
     assert "payment_method" not in out and "context" not in out and "shipping_address" not in out
     assert POLICY.engine("email").category_names(sent) == ["purchase_history", "contact"]
@@ -250,3 +261,31 @@ def test_purposes_relied_on_in_policy_order_of_needs():
     _, out, _ = run("partner_ads", click(), consent())
     assert out["purposes"] == ["personalization", "third_party_sharing"]
     assert set(PURPOSES) >= set(out["purposes"])
+
+
+def test_encrypt_is_checked_by_the_reference():
+    """The oracle catches a wrong envelope: another field's, another subject's, a tampered
+    one, or plaintext; without keys it still checks the shape and the length."""
+    ev = purchase()
+    _, out, _ = run("email", ev, consent())
+    keys = ring_keys(RING)
+    ok = reference.violations(out, ev, consent(), "email", DOC, NOW, SECRET, keys)
+    assert ok == []
+    assert reference.violations(out, ev, consent(), "email", DOC, NOW, SECRET) == []  # shape only
+    swapped = dict(out, email=out["phone"])
+    assert any("'email'" in p for p in reference.violations(swapped, ev, consent(), "email", DOC, NOW, SECRET, keys))
+    plain = dict(out, email="jane@example.com")
+    for k in (keys, None):
+        assert any("not an encrypted-field envelope" in p
+                   for p in reference.violations(plain, ev, consent(), "email", DOC, NOW, SECRET, k))
+    tampered = dict(out, email=out["email"][:-2] + ("AA" if out["email"][-2:] != "AA" else "BB"))
+    assert any("does not decrypt" in p for p in reference.violations(tampered, ev, consent(), "email", DOC, NOW,
+                                                                      SECRET, keys))
+    # a shredded key: the plaintext cannot be checked, and the oracle says so
+    assert any("unknown" in p for p in reference.violations(out, ev, consent(), "email", DOC, NOW, SECRET,
+                                                             lambda s, v: None))
+
+
+def test_encrypt_is_refused_on_a_pseudonymizing_engine():
+    with pytest.raises(Exception, match="encrypted fields need subject"):
+        _policy_with("partner_ads", {"url": "encrypt"}, subject="pseudonymize")

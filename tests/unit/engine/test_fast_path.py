@@ -30,10 +30,32 @@ from streams.engine.decide import compile_shape, shape_copy
 from streams.engine.policy import CONTEXT_SHAPE, EVENT_PAYLOADS, compile_policy, load_policy
 from tests.property.strategies import consents, events, policies
 
-from .helpers import DAY, HOUR, NOW, SECRET, click, consent, purchase
+from streams.crypto import KeyRing
+
+from .helpers import DAY, HOUR, NOW, SECRET, click, consent, counter_nonces, kek_for_tests, purchase
 
 T = TopicNames()
 POLICY = load_policy(secret=SECRET)
+
+
+def _key_records() -> list:
+    ring = KeyRing(kek_for_tests())
+    subjects = [f"s-{i}" for i in range(8)]
+    for s in subjects:
+        ring.ensure(s, NOW)
+    return [ring.record(s, ring.current_version(s)) for s in subjects]
+
+
+#: One data key per test subject, shared by both paths so that, with the same nonces,
+#: encrypted fields are byte-for-byte comparable (CONTRACT §10)
+KEY_RECORDS = _key_records()
+
+
+def _ring() -> KeyRing:
+    ring = KeyRing(kek_for_tests())
+    for rec in KEY_RECORDS:
+        ring.add_record(rec.subject_id, rec)
+    return ring
 
 
 class CodecPathFilter(Filter):
@@ -66,7 +88,8 @@ def _same(policy, fmt_in: str, fmt_out: str, consent_recs: list, event_recs: lis
     for cls in (Filter, CodecPathFilter):
         ticks = iter(clock_values) if clock_values is not None else None
         f = cls(policy, T, _formats(fmt_in, fmt_out), store={},
-                clock=(lambda: next(ticks)) if ticks is not None else (lambda: NOW))
+                clock=(lambda: next(ticks)) if ticks is not None else (lambda: NOW),
+                keyring=_ring(), nonces=counter_nonces())
         c = f.apply_consent(consent_recs)
         d = f.decide(event_recs)
         d2 = f.decide(event_recs)  # summaries cached now

@@ -24,15 +24,15 @@ from streams.engine.codecs import get_codec  # noqa: E402
 from streams.engine.native import NativeEngineError, NativeFilter  # noqa: E402
 from streams.engine.policy import compile_policy, load_policy  # noqa: E402
 
-from .helpers import DAY, HOUR, NOW, SECRET, click, consent, default_doc, purchase  # noqa: E402
+from .helpers import DAY, HOUR, NOW, SECRET, click, consent, plaintext_doc, purchase  # noqa: E402
 
 T = TopicNames()
 JSON = {T.clickstream: "json", T.purchases: "json", T.consent: "json", "output": "json"}
-POLICY = load_policy(secret=SECRET)
+POLICY = compile_policy(plaintext_doc(), secret=SECRET)  # the native engine does not encrypt
 
 
 def _pseudonymizing_policy():
-    doc = default_doc()
+    doc = plaintext_doc()
     for e in doc["engines"]:
         e["subject"] = "pseudonymize"
         cats = [c for c in e["may_receive"]]
@@ -233,7 +233,7 @@ def test_store_swap_and_erasure():
 
 def test_population_events_are_all_native():
     now = NOW
-    py = Filter(load_policy(None, secret=BENCH_SECRET), T, JSON, store={}, clock=lambda: now)
+    py = Filter(compile_policy(plaintext_doc(), secret=BENCH_SECRET), T, JSON, store={}, clock=lambda: now)
     nat = NativeFilter(py.policy, T, JSON, store={}, clock=lambda: now, secret=BENCH_SECRET)
     consent_recs = _consent("json", 300, 3, now, T)
     py.apply_consent(consent_recs)
@@ -268,28 +268,64 @@ def test_engine_selection(monkeypatch, caplog):
     assert sum("native engine not built" in r.getMessage() for r in caplog.records) == 1
 
 
-def test_wiring_builds_the_chosen_engine(monkeypatch):
+def _plain_policy_file(tmp_path):
+    from streams.engine.policy import DEFAULT_POLICY_PATH
+
+    text = DEFAULT_POLICY_PATH.read_text()
+    plain = "\n".join(line for line in text.splitlines() if '= "encrypt"' not in line)
+    plain = plain.replace('jurisdictions = "any"\n# CONTRACT', 'jurisdictions = "any"\n# (was) CONTRACT')
+    path = tmp_path / "plain.toml"
+    path.write_text(plain)
+    # an emptied [engines.transforms] table is still valid TOML and compiles to no transforms
+    assert not compile_policy(__import__("tomllib").loads(plain), secret=SECRET).encrypts
+    return path
+
+
+def test_wiring_builds_the_chosen_engine(monkeypatch, tmp_path):
     from streams import wiring
 
     monkeypatch.setenv("PFILTER_PSEUDONYM_KEY", SECRET.decode())
-    assert type(wiring.filter_factory(load_settings(engine="native"))(None)) is NativeFilter
-    assert type(wiring.filter_factory(load_settings(engine="python"))(None)) is Filter
+    plain = _plain_policy_file(tmp_path)
+    assert type(wiring.filter_factory(load_settings(engine="native", policy_file=plain))(None)) is NativeFilter
+    assert type(wiring.filter_factory(load_settings(engine="python", policy_file=plain))(None)) is Filter
     monkeypatch.setattr(native, "_ext", None)
     with pytest.raises(NativeEngineError):
+        wiring.filter_factory(load_settings(engine="native", policy_file=plain))
+
+
+def test_an_encrypting_policy_keeps_the_python_engine(monkeypatch):
+    """The native core has no encrypt transform (issue 12 item 3 open): with the default policy
+    (email engine: email and phone encrypted) auto picks Python, native is refused, and the
+    NativeFilter itself refuses the policy rather than emit plaintext."""
+    from streams import wiring
+    from streams.config import ConfigError
+
+    monkeypatch.setenv("PFILTER_PSEUDONYM_KEY", SECRET.decode())
+    monkeypatch.setenv("PFILTER_KEK", "00" * 32)
+    f = wiring.filter_factory(load_settings(engine="auto"))(None)
+    assert type(f) is Filter and f.keyring is not None
+    with pytest.raises(ConfigError, match="encrypt"):
         wiring.filter_factory(load_settings(engine="native"))
+    with pytest.raises(NativeEngineError, match="encrypt"):
+        NativeFilter(load_policy(None, secret=SECRET), T, JSON, store={}, secret=SECRET)
+    monkeypatch.delenv("PFILTER_KEK")
+    with pytest.raises(ConfigError, match="PFILTER_KEK"):
+        wiring.filter_factory(load_settings(engine="auto"))
 
 
-def test_a_schema_registry_keeps_the_python_engine(monkeypatch):
+def test_a_schema_registry_keeps_the_python_engine(monkeypatch, tmp_path):
     """The native core writes Avro with the checked-in ids; with a registry, auto picks the
     Python engine (which resolves the registry's ids) and an explicit native is refused."""
     from streams import wiring
     from streams.config import ConfigError
 
     monkeypatch.setenv("PFILTER_PSEUDONYM_KEY", SECRET.decode())
+    monkeypatch.setenv("PFILTER_KEK", "00" * 32)
     reg = "http://127.0.0.1:1"  # never contacted: codecs ask the registry on first use only
     assert type(wiring.filter_factory(load_settings(engine="auto", schema_registry_url=reg))(None)) is Filter
     with pytest.raises(ConfigError, match="SCHEMA_REGISTRY_URL"):
-        wiring.filter_factory(load_settings(engine="native", schema_registry_url=reg))
+        wiring.filter_factory(load_settings(engine="native", schema_registry_url=reg,
+                                            policy_file=_plain_policy_file(tmp_path)))
 
 
 def test_decimal_texts_sweep():

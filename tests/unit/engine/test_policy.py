@@ -44,7 +44,10 @@ def test_default_policy_is_contract_section_8():
     }
     pa = cp.engine("partner_ads")
     assert {p: c for p, c in pa.transforms.items()} == {"context.geo": 3}  # coarsen:country
-    assert cp.engine("offers").transforms == {} and cp.engine("email").transforms == {}
+    assert cp.engine("offers").transforms == {}
+    # §8: the email engine receives email and phone encrypted (§10)
+    assert cp.engine("email").transforms == {"email": 5, "phone": 5}  # encrypt
+    assert cp.engine("email").encrypted == {"email", "phone"} and cp.encrypts
 
 
 def test_masks_and_plans_are_precomputed():
