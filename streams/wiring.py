@@ -123,13 +123,6 @@ def filter_factory(settings: Settings):  # -> Callable[[store], Filter]
     new_keyring(settings, policy)  # an encrypting policy without a KEK: a start-up error
     engine = resolve(settings.engine)  # PFILTER_ENGINE; native asked for and not built: a start-up error
     why = ""
-    if engine == "native" and policy.encrypts:
-        # the native core has no encrypt transform yet (issue 12 item 3 left open): auto keeps
-        # the Python engine, which encrypts; native is refused rather than emit plaintext
-        if settings.engine == "native":
-            raise ConfigError("PFILTER_ENGINE=native: the native engine does not implement the 'encrypt' "
-                              "transform yet (the policy encrypts fields); use PFILTER_ENGINE=auto or python")
-        engine, why = "python", ", the policy encrypts fields"
     if engine == "native" and settings.schema_registry_url:
         # the native core writes Avro with the checked-in schema ids (schemas/ids.json); with a
         # registry the ids are the registry's, which only the Python engine resolves so far
@@ -141,8 +134,9 @@ def filter_factory(settings: Settings):  # -> Callable[[store], Filter]
     if engine == "native":
         secret = pseudonym_secret(settings)
 
-        def make_native(store=None):  # noqa: ANN001, ANN202
-            return NativeFilter(policy, topics, fmts, store=store, secret=secret)
+        def make_native(store=None, keyring=None):  # noqa: ANN001, ANN202
+            ring = keyring if keyring is not None else new_keyring(settings, policy)
+            return NativeFilter(policy, topics, fmts, store=store, secret=secret, keyring=ring)
 
         return make_native
 

@@ -5,7 +5,7 @@
 
 use crate::geo::coarsen_country;
 use crate::json_scan::{Kind, Res, Tape, Unsure};
-use crate::spec::{EngineSpec, Entry, Shape, T_COUNTRY, T_PSEUDONYMIZE};
+use crate::spec::{EngineSpec, Entry, Shape, T_COUNTRY, T_ENCRYPT, T_PSEUDONYMIZE};
 
 /// Per-event working buffers, reused.
 #[derive(Default)]
@@ -188,6 +188,9 @@ pub fn project(ev: &Event<'_>, eng: &EngineSpec, plan: &[Entry], allowed: u64, s
         }
         let a = sc.blobs.len();
         let ok = match ent.code {
+            // a field to encrypt is never copied as it is (defence in depth: lib.rs already
+            // hands every output of an encrypting engine to the Python engine)
+            T_ENCRYPT => return Err(Unsure),
             T_COUNTRY => coarsen_country(t, src, v, &mut sc.blobs)?,
             T_PSEUDONYMIZE => {
                 let key = eng.key.as_ref().ok_or(Unsure)?;

@@ -131,6 +131,7 @@ def spec_of(policy: CompiledPolicy, topics: TopicNames, event_codecs: dict[str, 
             "categories_mask": eng.categories_mask,
             "pseudonymize_subject": bool(eng.pseudonymize_subject),
             "ts_hour": bool(eng.ts_hour),
+            "encrypts": bool(eng.encrypted),
             "key": engine_key(secret, eng.name) if secret and _needs_key(eng) else None,
             "entry_dropped": [jf.entry(first, eng.name, _batch.DROPPED, r, []) for r in REASONS],
             "entry_emitted": empty[: -len(cats_tail)] + b'"categories_sent":',
@@ -168,17 +169,14 @@ class NativeFilter:
         clock: Callable[[], int] | None = None,
         *,
         secret: bytes | None = None,
+        keyring: Any = None,
+        nonces: Callable[[int], bytes] | None = None,
     ) -> None:
         if _ext is None:
             raise NativeEngineError(f"the native engine is not built ({IMPORT_ERROR})")
         if isinstance(secret, str):
             secret = secret.encode()
-        if policy.encrypts:
-            # not implemented natively yet (issue 12 item 3): refuse rather than emit plaintext;
-            # streams.wiring keeps the Python engine for such a policy under PFILTER_ENGINE=auto
-            raise NativeEngineError("the native engine does not implement the 'encrypt' transform; "
-                                    "the policy encrypts fields: use the Python engine")
-        self._py = Filter(policy, topics, formats, store=store, clock=clock)
+        self._py = Filter(policy, topics, formats, store=store, clock=clock, keyring=keyring, nonces=nonces)
         if len(REASONS) != _ext.REASON_COUNT:
             raise NativeEngineError("the native engine was built for another set of drop reasons; rebuild it")
         self._names = [e.name for e in policy.engines]
@@ -222,6 +220,16 @@ class NativeFilter:
         self._py.store = value
 
     @property
+    def keyring(self) -> Any:
+        """The data keys of the Python engine, which decides every record an encrypting
+        engine emits (the runtimes set it per partition, as ``store``)."""
+        return self._py.keyring
+
+    @keyring.setter
+    def keyring(self, value: Any) -> None:
+        self._py.keyring = value
+
+    @property
     def clock(self) -> Callable[[], int]:
         return self._py.clock
 
@@ -263,6 +271,11 @@ class NativeFilter:
             i = nat.decide(recs, i, out, py.store, clock)
             self._take_counts(res)
             if i >= n:
+                if res.keys:
+                    # the Python engine puts a call's new data keys after its outputs: so here
+                    # (the fallbacks of this call appended theirs run by run)
+                    kt = py.topics.keys
+                    out[:] = [r for r in out if r[0] != kt] + [r for r in out if r[0] == kt]
                 return res
             # records of topics the native side does not decode (Avro) go to Python a run
             # at a time; any other record it was not sure about, alone
@@ -297,6 +310,8 @@ def _merge(res: BatchResult, sub: BatchResult) -> None:
         res.dropped[k] = res.dropped.get(k, 0) + v
     for k, v in sub.ignored.items():
         res.ignored[k] = res.ignored.get(k, 0) + v
+    res.keys.extend(sub.keys)
+    res.shredded += sub.shredded
     res.dlq += sub.dlq
     res.decided += sub.decided
     res.consent += sub.consent

@@ -260,3 +260,32 @@ def test_float_text_is_orjsons(x):
 def test_decimal_texts_are_written_as_orjson_writes_them(text):
     _agree(text.encode())
     _agree(b'{"price":' + text.encode() + b"}")
+
+
+def _run_sealed(filt_cls, policy, steps, now, **kw):
+    from unittest import mock
+
+    from streams.crypto import KeyRing
+    from tests.unit.engine.helpers import Deterministic as _Deterministic, counter_nonces, kek_for_tests
+
+    det = _Deterministic()
+    with mock.patch("streams.crypto.fields.secrets", det), mock.patch("os.urandom", det.urandom):
+        f = filt_cls(policy, T, FORMATS, store={}, clock=_clock(now), keyring=KeyRing(kek_for_tests()),
+                     nonces=counter_nonces(), **kw)
+        return f, _run(f, steps)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@given(doc=policies(encrypt=True), steps=stream(), now=times)
+def test_native_filter_equals_python_filter_when_engines_encrypt(doc, steps, now):
+    """An engine with `encrypt` transforms: every record it would emit is decided by the Python
+    engine (it holds the data keys); everything else natively; the bytes are the same, key
+    records and keys-topic tombstones included."""
+    policy = compile_policy(doc, secret=SECRET)
+    py, a = _run_sealed(Filter, policy, steps, now)
+    nat, b = _run_sealed(NativeFilter, policy, steps, now, secret=SECRET)
+    assert nat.native
+    for x, y in zip(a, b):
+        _same(x, y)
+    assert py.store == nat.store

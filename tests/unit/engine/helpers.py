@@ -163,3 +163,22 @@ def plaintext_doc() -> dict[str, Any]:
         else:
             e.pop("transforms", None)
     return doc
+
+
+class Deterministic:
+    """Data keys, key versions and wrap nonces from a seeded generator, so that two filters
+    fed the same stream create byte-identical keys (production draws them from the OS)."""
+
+    def __init__(self) -> None:
+        import random
+
+        self._r = random.Random(7)
+
+    def token_bytes(self, n: int) -> bytes:
+        return self._r.randbytes(n)
+
+    def randbits(self, k: int) -> int:
+        return self._r.getrandbits(k)
+
+    def urandom(self, n: int) -> bytes:
+        return self._r.randbytes(n)

@@ -293,21 +293,19 @@ def test_wiring_builds_the_chosen_engine(monkeypatch, tmp_path):
         wiring.filter_factory(load_settings(engine="native", policy_file=plain))
 
 
-def test_an_encrypting_policy_keeps_the_python_engine(monkeypatch):
-    """The native core has no encrypt transform (issue 12 item 3 open): with the default policy
-    (email engine: email and phone encrypted) auto picks Python, native is refused, and the
-    NativeFilter itself refuses the policy rather than emit plaintext."""
+def test_an_encrypting_policy_runs_natively_with_the_keys(monkeypatch):
+    """The default policy (email engine: email and phone encrypted) gets the native engine
+    under auto and native, with the worker's key ring for the records the Python engine
+    encrypts; without a KEK it is a start-up error naming PFILTER_KEK."""
     from streams import wiring
     from streams.config import ConfigError
 
     monkeypatch.setenv("PFILTER_PSEUDONYM_KEY", SECRET.decode())
     monkeypatch.setenv("PFILTER_KEK", "00" * 32)
-    f = wiring.filter_factory(load_settings(engine="auto"))(None)
-    assert type(f) is Filter and f.keyring is not None
-    with pytest.raises(ConfigError, match="encrypt"):
-        wiring.filter_factory(load_settings(engine="native"))
-    with pytest.raises(NativeEngineError, match="encrypt"):
-        NativeFilter(load_policy(None, secret=SECRET), T, JSON, store={}, secret=SECRET)
+    for choice in ("auto", "native"):
+        f = wiring.filter_factory(load_settings(engine=choice))(None)
+        assert type(f) is NativeFilter and f.native and f.keyring is not None
+    assert type(wiring.filter_factory(load_settings(engine="python"))(None)) is Filter
     monkeypatch.delenv("PFILTER_KEK")
     with pytest.raises(ConfigError, match="PFILTER_KEK"):
         wiring.filter_factory(load_settings(engine="auto"))
@@ -368,3 +366,32 @@ def test_scanner_is_right_or_unsure(data):
         return
     got = pfilter_native.canonical(data)
     assert got is None or got == orjson.dumps(value), (data, got)
+
+
+def test_default_policy_runs_natively_and_encrypts_through_python():
+    """The default policy encrypts the email engine's `email` and `phone`: records that engine
+    emits are decided by the Python engine (which holds the data keys), every other record
+    natively, and the outputs are byte for byte those of the Python engine alone."""
+    from unittest import mock
+
+    from streams.crypto import KeyRing
+    from tests.unit.engine.helpers import Deterministic as _Deterministic, counter_nonces, kek_for_tests
+
+    policy = load_policy(None, secret=BENCH_SECRET)
+    assert policy.encrypts
+    consents, evs = _consent("json", 300, 3, NOW, T), _records("json", 3000, 300, 3, NOW, T)
+    out = []
+    for cls, kw in ((Filter, {}), (NativeFilter, {"secret": BENCH_SECRET})):
+        det = _Deterministic()
+        with mock.patch("streams.crypto.fields.secrets", det), mock.patch("os.urandom", det.urandom):
+            f = cls(policy, T, JSON, store={}, clock=lambda: NOW, keyring=KeyRing(kek_for_tests()),
+                    nonces=counter_nonces(), **kw)
+            f.apply_consent(consents)
+            out.append((f, f.decide(evs)))
+    (_py, a), (nat, b) = out
+    assert a.records == b.records and a.emitted == b.emitted and a.keys == b.keys
+    topic = next(e.topic for e in policy.engines if e.name == "email")
+    email = [r for r in b.records if r[0] == topic and b'"email":' in r[2]]
+    assert email, "no e-mail output with an address: the test would prove nothing"
+    assert all(b'"email":"pfe1.' in r[2] for r in email)
+    assert 0 < nat.fallbacks < len(evs) // 2  # most records stayed native
