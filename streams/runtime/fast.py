@@ -71,6 +71,7 @@ from streams.runtime import records
 from streams.runtime.checkpoint import TRANSACTION_TIMEOUT_MS, Checkpoint
 from streams.runtime.consent_reader import ConsentFiles, ConsentReader
 from streams.runtime.heap import settle_gc
+from streams.runtime.notices import PartitionNotices
 from streams.runtime.rebalance import Rebalance
 from streams.runtime.stall import StallWatch, start_watchdog
 from streams.runtime.web import serve
@@ -126,6 +127,9 @@ class FastWorker:
         self.checkpoint = Checkpoint(
             lambda on_delivery: Producer(output_producer_config(settings, on_delivery, **extra)),
             self.consumer, eos=self.eos, deliveries=frozenset(e.topic for e in self.policy.engines))
+        # consent notices (CONTRACT §9): time-driven, their clock committed with the consent offsets
+        self.consent.notices = PartitionNotices(self.policy, settings.topic_notices, settings.format_output,
+                                                settings.schema_registry_url)
         self.rebalance = Rebalance(self.consent, self.checkpoint, self.stalls, self.event_topics, self.commit)
 
     # ------------------------------------------------------------------ commit
@@ -216,6 +220,10 @@ class FastWorker:
                 else:
                     out = []
                     consent.poll(out, timeout=0)  # erasures and DLQ go out without events too
+                    checkpoint.produce(out)
+                if consent.ready and consent.notices.due():
+                    out = []
+                    consent.notices.tick(consent.states, out)  # due with or without any input
                     checkpoint.produce(out)
                 if time.monotonic() - checkpoint.last_commit >= interval or not msgs:
                     tc = time.perf_counter()
