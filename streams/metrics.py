@@ -44,6 +44,15 @@ PARTITION_STALLED = Gauge(
     "Seconds an input partition with lag has made no progress (0 while it progresses or has no lag)",
     ["topic", "partition"], registry=REGISTRY,
 )
+NOTICES = Counter(
+    "pfilter_notices_sent", "Consent notices produced (CONTRACT §9), per kind: reconfirm, expired "
+    "(exactly once: counted when produced; an aborted transaction's are counted too)",
+    ["kind"], registry=REGISTRY,
+)
+NOTICES_PENDING = Gauge(
+    "pfilter_notices_pending", "Scheduled consent notices of the owned partitions (cancelled ones "
+    "leave at their due time)", registry=REGISTRY,
+)
 READY = Gauge("pfilter_ready", "1 once consent state has recovered", registry=REGISTRY)
 # Where the worker's time goes, per stage of its loop (a profile that is always on:
 # one clock read per stage per batch). Stages: consume (waiting for and taking a

@@ -71,6 +71,9 @@ class VerifyResult:
     #: encrypted fields: "decrypted" (plaintext checked) / "shape_only" (no KEK, or key gone)
     encrypted: Counter = field(default_factory=Counter)
     decision_records: int = 0      # records in the decision log (one per input, CONTRACT §7)
+    notices_checked: int = 0       # consent notices justified by their consent version (§9)
+    notice_duplicates: int = 0     # a grant's notice of one kind seen again (violations with --exactly-once)
+    notices_unverifiable: int = 0  # consent version no longer in the (compacted) log
     exactly_once: bool = False
 
     def violate(self, msg: str) -> None:
@@ -235,7 +238,48 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
                 res.erasures_found += 1
             else:
                 res.violate(f"{_where(settings.topic_consent, p, off)}: tombstone without erasure notice for {e.name!r}")
+    _check_notices(res, settings, versions, {t[0] for t in tombstones}, doc, exactly_once)
     return res
+
+
+def _check_notices(res: VerifyResult, settings: Settings, versions: dict, erased: set[str], doc: dict,
+                   exactly_once: bool) -> None:
+    """CONTRACT §9: every consent notice is justified by the consent version it names
+    (``reference.notice_problem``), and no grant's notice of one kind appears twice,
+    unless the grant left the subject's state in between (a consent version between
+    the two that does not hold it, or an erasure): then it is a new grant."""
+    codec = get_codec("consent_notice", settings.format_output, registry_url=settings.schema_registry_url)
+    seen: dict[tuple, int] = {}
+    for topic, p, off, _k, value, _h, _ts in replay(settings, [settings.topic_notices], read_committed=exactly_once):
+        where = _where(topic, p, off)
+        try:
+            n = codec.decode(value)
+        except DecodeError:
+            res.violate(f"{where}: consent notice does not decode")
+            continue
+        subject, version = n["subject_id"], n["consent_version"]
+        rec = versions.get(subject, {}).get(version)
+        if rec is None:
+            res.notices_unverifiable += 1
+        else:
+            problem = reference.notice_problem(n, rec, doc)
+            if problem is not None:
+                res.violate(f"{where}: consent notice not justified: {problem}")
+                continue
+        res.notices_checked += 1
+        key = (subject, n["purpose"], n["expires_at"], n["kind"])
+        first = seen.get(key)
+        seen[key] = version
+        if first is None:
+            continue
+        lo, hi = min(first, version), max(first, version)
+        left = subject in erased or any(
+            lo < u <= hi and reference.notice_problem(dict(n, sent_at=n["expires_at"]), r, doc) is not None
+            for u, r in versions.get(subject, {}).items())
+        if not left:
+            res.notice_duplicates += 1
+            if exactly_once:
+                res.violate(f"{where}: consent notice duplicated (kind {n['kind']!r}, the same grant)")
 
 
 def _check_decision(res: VerifyResult, d: dict, event: dict, versions: dict, engine: str, doc: dict,
@@ -348,6 +392,8 @@ def render_report(res: VerifyResult) -> str:
     if res.encrypted:
         lines.append(f"encrypted fields: {res.encrypted['decrypted']:,} decrypted and checked against the rule, "
                      f"{res.encrypted['shape_only']:,} checked by shape only (no KEK, or key no longer in the log)")
+    lines.append(f"consent notices: {res.notices_checked} justified, {res.notice_duplicates} duplicated, "
+                 f"{res.notices_unverifiable} under a compacted-away consent version")
     for v in res.violations:
         lines.append(f"  ! {v}")
     if res.violation_count > len(res.violations):
@@ -372,4 +418,7 @@ def as_json(res: VerifyResult) -> dict:
         "erasures_found": res.erasures_found,
         "decision_records": res.decision_records,
         "encrypted": dict(res.encrypted),
+        "notices_checked": res.notices_checked,
+        "notice_duplicates": res.notice_duplicates,
+        "notices_unverifiable": res.notices_unverifiable,
     }

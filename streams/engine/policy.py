@@ -56,7 +56,7 @@ PSEUDONYM_HEX_CHARS = 32
 
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-_TOP_KEYS = {"version", "description", "purposes", "categories", "engines"}
+_TOP_KEYS = {"version", "description", "purposes", "categories", "engines", "notice_before"}
 _ENGINE_KEYS = {"name", "description", "topic", "party", "needs", "may_receive", "jurisdictions",
                 "subject", "transforms"}
 
@@ -162,7 +162,7 @@ class CompiledEngine:
 
 class CompiledPolicy:
     __slots__ = ("version", "purposes", "categories", "vocab", "engines", "by_name", "source", "document",
-                 "category_fields")
+                 "category_fields", "notice_before_ms")
 
     def __repr__(self) -> str:
         return f"CompiledPolicy(version={self.version!r}, engines={[e.name for e in self.engines]!r})"
@@ -339,7 +339,31 @@ def compile_policy(
     cp.source = source
     cp.document = doc
     cp.category_fields = {c: tuple(cats[c]) for c in category_names}
+    cp.notice_before_ms = parse_notice_before(doc.get("notice_before", DEFAULT_NOTICE_BEFORE))
     return cp
+
+
+#: ``notice_before`` of a policy that names none (CONTRACT §8: 30 days before a grant expires).
+DEFAULT_NOTICE_BEFORE = "30d"
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_notice_before(value: Any) -> int:
+    """``notice_before`` (e.g. ``"30d"``, ``"12h"``, ``"90s"``, ``"500ms"``) in ms.
+
+    How long before a grant's ``expires_at`` its re-confirmation notice goes out (CONTRACT §9).
+    Positive: a notice at or after the expiry itself would be the ``expired`` one."""
+    m = _DURATION.match(value) if isinstance(value, str) else None
+    if m is None:
+        raise PolicyError(f"'notice_before' must be a duration such as \"30d\", \"12h\", \"90s\" or \"500ms\" "
+                          f"(units ms, s, m, h, d), not {value!r}")
+    ms = int(m.group(1)) * _UNIT_MS[m.group(2)]
+    if ms <= 0:
+        raise PolicyError("'notice_before' must be longer than 0")
+    if ms > 3650 * 86_400_000:
+        raise PolicyError("'notice_before' is longer than ten years")
+    return ms
 
 
 def _compile_engine(

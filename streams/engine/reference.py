@@ -413,3 +413,40 @@ def current_consent(log: list[tuple[int, Any]]) -> dict | None:
             if best is None or key > best:
                 best, record = key, rec
     return record
+
+
+# ------------------------------------------------------------------ consent notices (§9)
+_NOTICE_UNITS = {"ms": 1, "s": 1000, "m": 60 * 1000, "h": 60 * 60 * 1000, "d": 24 * 60 * 60 * 1000}
+
+
+def notice_before_ms(policy: dict) -> int:
+    """The policy document's ``notice_before`` in ms (30 days when it names none), read here
+    on its own, not through the engine's policy compiler."""
+    text = str(policy.get("notice_before", "30d")).strip()
+    for unit in ("ms", "s", "m", "h", "d"):  # "ms" before "s" and "m"
+        if text.endswith(unit) and text[: -len(unit)].strip().isdigit():
+            return int(text[: -len(unit)]) * _NOTICE_UNITS[unit]
+    raise ValueError("notice_before is not a duration")
+
+
+def notice_problem(notice: dict, record: dict, policy: dict) -> str | None:
+    """Why ``notice`` is not justified by the consent ``record`` its ``consent_version``
+    names under ``policy`` (None: it is): the record grants the purpose with that
+    ``expires_at``, and the notice went out no earlier than its due time."""
+    purpose, kind = notice.get("purpose"), notice.get("kind")
+    if purpose not in policy.get("purposes", []):
+        return "purpose not in the policy"
+    entry = (record.get("purposes") or {}).get(purpose)
+    if not isinstance(entry, dict) or entry.get("status") != "granted":
+        return "the consent version does not grant the purpose"
+    if entry.get("expires_at") is None or entry.get("expires_at") != notice.get("expires_at"):
+        return "the consent version's grant has another expires_at"
+    if kind == "reconfirm":
+        due = entry["expires_at"] - notice_before_ms(policy)
+    elif kind == "expired":
+        due = entry["expires_at"]
+    else:
+        return "unknown kind"
+    if not isinstance(notice.get("sent_at"), int) or notice["sent_at"] < due:
+        return "sent before it was due"
+    return None

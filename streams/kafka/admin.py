@@ -90,6 +90,8 @@ def topic_specs(settings: Settings, engine_topics: list[str]) -> list[TopicSpec]
         TopicSpec(settings.topic_decisions, "decisions", p, r),
         TopicSpec(settings.topic_erasures, "erasures", p, r),
         TopicSpec(settings.topic_dlq, "dlq", p, r),
+        # notices of consent partition p go to partition p (same count, murmur2 keys)
+        TopicSpec(settings.topic_notices, "notices", p, r),
         TopicSpec(settings.topic_keys, "keys", p, r, keys_topic_config(settings)),
     ]
     return specs

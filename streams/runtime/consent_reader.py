@@ -121,9 +121,11 @@ class ConsentReader:
         self.committed: dict[int, int] = {}  # consent offset of the last commit
         #: every owned partition's consent restored up to its end (set by ``restore``)
         self.ready = False
+        #: consent notices of the owned partitions (streams.runtime.notices), if the worker sends them
+        self.notices: Any = None
 
     # ------------------------------------------------------------------ ownership
-    def assign(self, committed: dict[int, int]) -> None:
+    def assign(self, committed: dict[int, int], clocks: dict[int, int | None] | None = None) -> None:
         """Take on partitions: ``committed`` maps each new one to its committed consent
         offset (the group's; 0 if none). State comes from its checkpoint file when that is
         not ahead of the commit (a checkpoint can never be ahead of the commit it followed)."""
@@ -135,6 +137,8 @@ class ConsentReader:
             self.pos[p] = offset
             self.emit_from[p] = emit_from
             self.committed[p] = emit_from
+            if self.notices is not None:  # the notice clock committed with that offset
+                self.notices.assign(p, (clocks or {}).get(p))
         self._reassign()
         self.ready = False
 
@@ -145,6 +149,8 @@ class ConsentReader:
             self.emit_from.pop(p, None)
             self.high.pop(p, None)
             self.committed.pop(p, None)
+        if self.notices is not None:
+            self.notices.forget(gone)
         self._reassign()
 
     def _reassign(self) -> None:
@@ -156,6 +162,9 @@ class ConsentReader:
         """Catch up every owned partition to its end offset now; then ``ready``."""
         n = self.catch_up(self.ends(set(self.states)), out, restoring=True)
         log.info("consent restored %s", kv(records=n, partitions=len(self.states)))
+        if self.notices is not None:
+            for p, st in self.states.items():
+                self.notices.load(p, st.items())
         self.ready = True
         return n
 
@@ -220,8 +229,12 @@ class ConsentReader:
                 decider.apply_consent(p, replay, replay=True)  # state only: outputs were committed before
             res = None
             if live:
+                notices = self.notices
+                old = notices.before(live, self.states[p]) if notices is not None else None
                 res = decider.apply_consent(p, live)
                 out.extend(res.records)
+                if old:
+                    notices.after(p, old, self.states[p], out)
             metrics.record_consent(res, self.topic)
             self.pos[p] = recs[-1][2] + 1
             n += len(recs)
@@ -251,13 +264,22 @@ class ConsentReader:
     # ------------------------------------------------------------------ committing
     def uncommitted(self) -> list[TopicPartition]:
         """Consent offsets applied since the last commit: the next commit includes them."""
-        return [TopicPartition(self.topic, p, o) for p, o in self.pos.items() if o > self.committed.get(p, 0)]
+        notices = self.notices
+        if notices is None:
+            return [TopicPartition(self.topic, p, o) for p, o in self.pos.items() if o > self.committed.get(p, 0)]
+        # with notices: each partition's clock rides on its consent offset, in the same
+        # transaction as the notices it covers; a partition that produced notices is
+        # always included (its clock moved, and its offsets fence a zombie's transaction)
+        return [TopicPartition(self.topic, p, o, metadata=notices.metadata(p)) for p, o in self.pos.items()
+                if o > self.committed.get(p, 0) or p in notices.dirty]
 
     def mark_committed(self) -> None:
         """The commit succeeded: what was applied is committed, and its outputs are out."""
         for p, o in self.pos.items():
             self.emit_from[p] = max(self.emit_from[p], o)
             self.committed[p] = o
+        if self.notices is not None:
+            self.notices.mark_committed()
 
     def write_files(self) -> None:
         """Only right after a commit: positions equal the committed consent offsets."""

@@ -72,6 +72,7 @@ from streams.runtime.checkpoint import COMMIT_TIMEOUT_S, COORDINATOR_TIMEOUT_S, 
 from streams.runtime.consent_reader import ENDS_TIMEOUT_S, ConsentFiles, ConsentReader
 from streams.runtime.heap import settle_gc
 from streams.runtime.keys import PartitionKeys
+from streams.runtime.notices import PartitionNotices
 from streams.runtime.rebalance import Rebalance
 from streams.runtime.stall import Heartbeat, StallWatch, start_watchdog
 from streams.runtime.web import serve
@@ -140,6 +141,9 @@ class FastWorker:
         self.checkpoint = Checkpoint(
             lambda on_delivery: Producer(output_producer_config(settings, on_delivery, **extra)),
             self.consumer, eos=self.eos, deliveries=frozenset(e.topic for e in self.policy.engines))
+        # consent notices (CONTRACT §9): time-driven, their clock committed with the consent offsets
+        self.consent.notices = PartitionNotices(self.policy, settings.topic_notices, settings.format_output,
+                                                settings.schema_registry_url)
         self.rebalance = Rebalance(self.consent, self.checkpoint, self.stalls, self.event_topics, self.commit)
         # encrypted fields (CONTRACT §10): a ring per owned partition, restored from the keys
         # topic before consent; new keys go out in the transaction of their first output
@@ -246,6 +250,10 @@ class FastWorker:
                 else:
                     out = []
                     consent.poll(out, timeout=0)  # erasures and DLQ go out without events too
+                    checkpoint.produce(out)
+                if consent.ready and consent.notices.due():
+                    out = []
+                    consent.notices.tick(consent.states, out)  # due with or without any input
                     checkpoint.produce(out)
                 if time.monotonic() - checkpoint.last_commit >= interval or not msgs:
                     tc = time.perf_counter()

@@ -43,7 +43,9 @@ from streams.logs import kv
 from streams.runtime import records
 from streams.runtime.barrier import ConsentSideReader, RevocationBarrier
 from streams.runtime.continuity import OffsetContinuity, order_batch
+from streams.runtime.faust_notices import last_sent_at, partition_states
 from streams.runtime.keys import PartitionKeys
+from streams.runtime.notices import NOTICE_TICK_S, PartitionNotices
 from streams.runtime.stall import StallWatch, start_watchdog
 from streams.runtime.sink import DeliveryError, Sink
 from streams.runtime.stores import PendingWrites, TablePartitionView, apply_to_store, changelog_topic
@@ -166,6 +168,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         filt_factory(store).apply_consent(recs)
 
     barrier = RevocationBarrier(reader, lambda p: TablePartitionView(table, p), apply_ahead)
+    # consent notices (CONTRACT §9), at least once: streams.runtime.faust_notices
+    notices = PartitionNotices(writer.policy, settings.topic_notices, settings.format_output,
+                               settings.schema_registry_url)
 
     # Encrypted fields (CONTRACT §10): a KeyRing per owned partition, restored from the keys
     # topic on first use after an assignment, shared by both agents (the consent agent's
@@ -208,6 +213,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
             t0 = time.perf_counter()
             by_partition = records.group_by_partition(map(records.from_faust, batch))
             applied = []
+            olds = {p: notices.before(recs, TablePartitionView(table, p))
+                    for p, recs in by_partition.items() if p in notices.schedules}
             for p, recs in by_partition.items():
                 pending = PendingWrites(TablePartitionView(table, p))
                 if keys is not None:
@@ -221,6 +228,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 if pending.changes:
                     apply_to_store(table, p, pending.changes, offsets[p])
                 out.extend(result.records)
+                if olds.get(p):
+                    notices.after(p, olds[p], TablePartitionView(table, p), out)
                 metrics.record_consent(result, recs[0][0], applied=len(recs))
             if out:
                 await sink.send_async(out)
@@ -324,6 +333,21 @@ def create_app(settings: Settings | None = None) -> faust.App:
         module covers the ones understood); a restarted member starts from the commit."""
         start_watchdog(stalls, lambda: app.tables.recovery.completed.is_set() and not app.rebalancing)
 
+    @app.timer(interval=NOTICE_TICK_S)
+    async def send_notices() -> None:
+        """Due notices of the owned consent partitions, whether or not any record arrives."""
+        if app.rebalancing or not app.tables.recovery.completed.is_set():
+            return
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_consent}
+        for p in sorted(owned - set(notices.schedules)):
+            notices.assign(p, await loop_run(last_sent_at, settings, p))
+            notices.load(p, partition_states(table, p, partitions))
+        notices.forget(set(notices.schedules) - owned)
+        out: list[tuple] = []
+        notices.tick({p: TablePartitionView(table, p) for p in notices.schedules}, out)
+        if out:
+            await sink.send_async(out)
+
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: faust.App, revoked: set, **kw: Any) -> None:  # noqa: ARG001
         metrics.READY.set(0)
@@ -336,6 +360,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             for tp in revoked:
                 if tp.topic == settings.topic_consent:
                     keys.rings.pop(tp.partition, None)  # restored from the keys topic when assigned again
+        notices.forget({tp.partition for tp in revoked if tp.topic == settings.topic_consent})
         log.info("partitions revoked %s", kv(count=len(revoked)))
 
     @app.on_rebalance_complete.connect

@@ -30,6 +30,7 @@ from streams.logs import kv
 from streams.runtime.checkpoint import Checkpoint
 from streams.runtime.consent_reader import ConsentReader
 from streams.runtime.heap import pause_gc
+from streams.runtime.notices import clock_from_metadata
 from streams.runtime.stall import StallWatch
 
 log = logging.getLogger("streams.runtime.fast")
@@ -59,7 +60,8 @@ class Rebalance:
         committed = consumer.committed([TopicPartition(self.consent.topic, p) for p in new],
                                        timeout=COMMITTED_TIMEOUT_S)
         self.consent.assign({tp.partition: tp.offset if tp.offset not in (OFFSET_INVALID,) and tp.offset >= 0 else 0
-                             for tp in committed})
+                             for tp in committed},
+                            clocks={tp.partition: clock_from_metadata(tp.metadata) for tp in committed})
         # Restoring builds the state and makes no garbage cycles, while the collector
         # would walk the growing state again and again: off until ready (heap.settle_gc).
         pause_gc()

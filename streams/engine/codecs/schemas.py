@@ -1,7 +1,7 @@
 """The checked-in schemas (``schemas/*.avsc``), their Confluent ids and names.
 
 Kinds are the schema file stems: ``click_event``, ``purchase_event``,
-``consent_record``, ``filtered_event``, ``decision_record``, ``erasure_notice``.
+``consent_record``, ``filtered_event``, ``decision_record``, ``erasure_notice``, ``consent_notice``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ KINDS = (
     "filtered_event",
     "decision_record",
     "erasure_notice",
+    "consent_notice",
 )
 FORMATS = ("json", "avro")
 

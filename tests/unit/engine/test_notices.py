@@ -1,0 +1,256 @@
+"""The notice scheduler (streams.engine.notices, CONTRACT §9): exactly once per grant,
+renewal, erasure, late grants, and restore from (state, clock)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.engine.consent import NO_EXPIRY, Vocabulary, blocked_state, make_state
+from streams.engine.notices import EXPIRED, NEVER, RECONFIRM, NoticeSchedule
+from streams.engine.policy import PolicyError, load_policy, parse_notice_before
+
+VOCAB = Vocabulary(["a", "b", "c"], ["x"])
+BEFORE = 100
+
+
+def state(updated_at: int, grants: dict[int, int | None]) -> tuple:
+    """A state granting purpose i (index) until grants[i] (None: no expiry)."""
+    n = len(VOCAB.purposes)
+    ga = [-1] * n
+    ea = [-1] * n
+    mask = 0
+    for i, e in grants.items():
+        mask |= 1 << i
+        ga[i] = 0
+        ea[i] = NO_EXPIRY if e is None else e
+    return make_state(updated_at, 0, mask, ga, ea, 1, "EU", False, 0, VOCAB.fingerprint)
+
+
+def sched(clock: int | None = None) -> NoticeSchedule:
+    return NoticeSchedule(VOCAB.purposes, BEFORE, VOCAB.fingerprint, clock)
+
+
+def keys(notices) -> list[tuple]:
+    return [(n.subject_id, n.purpose, n.expires_at, n.kind) for n in notices]
+
+
+def test_reconfirm_then_expired_once_each() -> None:
+    s, store = sched(0), {}
+    store["u"] = state(1, {0: 1000, 1: None})
+    assert s.changed("u", None, store["u"], 10) == []
+    assert s.advance(899, store.get) == []
+    got = s.advance(900, store.get)
+    assert keys(got) == [("u", "a", 1000, RECONFIRM)]
+    assert got[0].consent_version == 1 and got[0].sent_at == 900
+    assert s.advance(999, store.get) == []
+    assert keys(s.advance(5000, store.get)) == [("u", "a", 1000, EXPIRED)]
+    assert s.advance(10**9, store.get) == [] and s.pending == 0
+
+
+def test_a_long_pause_sends_both_in_order() -> None:
+    s, store = sched(0), {"u": state(1, {2: 1000})}
+    s.changed("u", None, store["u"], 0)
+    assert [n.kind for n in s.advance(10_000, store.get)] == [RECONFIRM, EXPIRED]
+
+
+def test_renewal_cancels_the_old_grant_and_gets_its_own() -> None:
+    s, store = sched(0), {}
+    old = store["u"] = state(1, {0: 1000})
+    s.changed("u", None, old, 0)
+    assert keys(s.advance(950, store.get)) == [("u", "a", 1000, RECONFIRM)]
+    new = store["u"] = state(2, {0: 5000})
+    assert s.changed("u", old, new, 960) == []
+    # the old grant's expired notice is cancelled; the new one's come at their time
+    assert s.advance(4899, store.get) == []
+    got = s.advance(6000, store.get)
+    assert keys(got) == [("u", "a", 5000, RECONFIRM), ("u", "a", 5000, EXPIRED)]
+    assert {n.consent_version for n in got} == {2}
+
+
+def test_unrelated_update_keeps_the_grant_scheduled_once() -> None:
+    s, store = sched(0), {}
+    a = store["u"] = state(1, {0: 1000})
+    s.changed("u", None, a, 0)
+    b = store["u"] = state(2, {0: 1000, 1: None})  # same grant of "a", another purpose added
+    assert s.changed("u", a, b, 10) == []
+    got = s.advance(2000, store.get)
+    assert keys(got) == [("u", "a", 1000, RECONFIRM), ("u", "a", 1000, EXPIRED)]
+    assert got[0].consent_version == 2  # the state's version when sent
+
+
+@pytest.mark.parametrize("gone", ["erased", "withdrawn", "blocked"])
+def test_leaving_the_state_cancels_pending_notices(gone: str) -> None:
+    s, store = sched(0), {}
+    a = store["u"] = state(1, {0: 1000})
+    s.changed("u", None, a, 0)
+    if gone == "erased":
+        del store["u"]
+        assert s.changed("u", a, None, 5) == []
+    elif gone == "withdrawn":
+        store["u"] = state(2, {})
+        assert s.changed("u", a, store["u"], 5) == []
+    else:
+        store["u"] = blocked_state(2, 1, VOCAB)
+        assert s.changed("u", a, store["u"], 5) == []
+    assert s.advance(10**6, store.get) == []
+
+
+def test_a_late_grant_sends_what_is_already_due_at_once() -> None:
+    s, store = sched(0), {}
+    s.advance(950, store.get)
+    store["u"] = state(1, {0: 1000, 1: 900})
+    got = s.changed("u", None, store["u"], 960)
+    assert sorted(keys(got)) == [("u", "a", 1000, RECONFIRM), ("u", "b", 900, EXPIRED), ("u", "b", 900, RECONFIRM)]
+    assert keys(s.advance(1000, store.get)) == [("u", "a", 1000, EXPIRED)]
+
+
+def test_load_schedules_only_what_is_due_after_the_committed_clock() -> None:
+    store = {"u": state(1, {0: 1000}), "v": state(1, {0: 2000}), "w": state(1, {0: 500})}
+    s = sched(950)  # restored: u's reconfirm (900) and all of w went out before the commit
+    s.load(store.items())
+    got = s.advance(10**6, store.get)
+    assert sorted(keys(got)) == [("u", "a", 1000, EXPIRED), ("v", "a", 2000, EXPIRED), ("v", "a", 2000, RECONFIRM)]
+
+
+def test_never_clock_sends_every_due_notice_of_a_fresh_partition() -> None:
+    store = {"u": state(1, {0: 1000})}
+    s = sched(None)
+    assert s.clock == NEVER
+    s.load(store.items())
+    assert len(s.advance(2000, store.get)) == 2
+
+
+def test_clock_never_steps_back() -> None:
+    s, store = sched(0), {"u": state(1, {0: 1000})}
+    s.changed("u", None, store["u"], 0)
+    s.advance(500, store.get)
+    assert s.advance(400, store.get) == [] and s.clock == 500
+    assert len(s.advance(950, store.get)) == 1
+
+
+# ------------------------------------------------------------------ properties
+subjects = st.sampled_from(["s1", "s2", "s3"])
+expiry = st.one_of(st.none(), st.integers(0, 3000))
+grants = st.dictionaries(st.integers(0, 2), expiry, max_size=3)
+ops = st.lists(st.one_of(
+    st.tuples(st.just("set"), subjects, grants),
+    st.tuples(st.just("erase"), subjects, st.none()),
+    st.tuples(st.just("tick"), st.integers(0, 400), st.none()),
+    st.tuples(st.just("restart"), st.none(), st.none()),
+), max_size=40)
+
+
+def run(ops_: list, *, restarts: bool) -> tuple[list, list]:
+    """Apply ops; returns (notices, runs). A run is a (subject, purpose, expires_at) held
+    from the op that made it appear until the op that removed it."""
+    store: dict[str, tuple] = {}
+    s = sched(None)
+    now, version = 0, 0
+    out: list = []
+    held: dict[tuple, int] = {}   # (subject, purpose, ea) -> run id
+    runs: list[tuple] = []        # run id -> (subject, purpose, ea)
+    run_of: list[int] = []        # per notice: its run id
+    for op, a, b in ops_:
+        if op == "set":
+            version += 1
+            old, new = store.get(a), state(version, b)
+            store[a] = new
+            got = s.changed(a, old, new, now)
+        elif op == "erase":
+            old = store.pop(a, None)
+            got = s.changed(a, old, None, now)
+        elif op == "tick":
+            now += a
+            got = s.advance(now, store.get)
+        else:
+            if restarts:  # a new owner: (state, clock) as committed, nothing else
+                s = sched(s.clock)
+                s.load(store.items())
+            got = []
+        now_held = {(subj, VOCAB.purposes[i], e) for subj, st_ in store.items()
+                    for i, e in _grants(st_)}
+        for g in list(held):
+            if g not in now_held:
+                del held[g]
+        for g in now_held:
+            if g not in held:
+                held[g] = len(runs)
+                runs.append(g)
+        for n in got:
+            g = (n.subject_id, n.purpose, n.expires_at)
+            assert g in held, "a notice for a grant the state does not hold"
+            due = n.expires_at - (BEFORE if n.kind == RECONFIRM else 0)
+            assert due <= now or due <= s.clock
+            run_of.append(held[g])
+        out.extend(got)
+    final = s.advance(now + 10**6, store.get)
+    for n in final:
+        run_of.append(held[(n.subject_id, n.purpose, n.expires_at)])
+    out.extend(final)
+    return [(r, n.kind) for r, n in zip(run_of, out)], [runs[r] for r in held.values()]
+
+
+def _grants(st_: tuple):
+    from streams.engine.notices import expiring_grants
+    return expiring_grants(st_, VOCAB.fingerprint)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops)
+def test_exactly_once_per_grant_and_restarts_change_nothing(ops_: list) -> None:
+    sent, _live = run(ops_, restarts=False)
+    counts = Counter(sent)
+    assert max(counts.values(), default=1) == 1, "two notices of one kind for one grant"
+    sent_r, _ = run(ops_, restarts=True)
+    assert Counter(sent_r) == counts
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops)
+def test_every_grant_still_held_gets_both_notices(ops_: list) -> None:
+    store: dict[str, tuple] = {}
+    s = sched(None)
+    seen: Counter = Counter()
+    version, now = 0, 0
+    for op, a, b in ops_:
+        if op == "set":
+            version += 1
+            old = store.get(a)
+            store[a] = state(version, b)
+            got = s.changed(a, old, store[a], now)
+        elif op == "erase":
+            got = s.changed(a, store.pop(a, None), None, now)
+        elif op == "tick":
+            now += a
+            got = s.advance(now, store.get)
+        else:
+            s = sched(s.clock)
+            s.load(store.items())
+            got = []
+        seen.update((n.subject_id, n.purpose, n.expires_at, n.kind) for n in got)
+    seen.update((n.subject_id, n.purpose, n.expires_at, n.kind) for n in s.advance(now + 10**6, store.get))
+    for subj, st_ in store.items():
+        for i, e in _grants(st_):
+            for kind in (RECONFIRM, EXPIRED):
+                assert seen[(subj, VOCAB.purposes[i], e, kind)] >= 1
+
+
+# ------------------------------------------------------------------ policy
+@pytest.mark.parametrize(("text", "ms"), [("30d", 30 * 86_400_000), ("12h", 43_200_000), ("90s", 90_000),
+                                          ("500ms", 500), ("2m", 120_000)])
+def test_notice_before_durations(text: str, ms: int) -> None:
+    assert parse_notice_before(text) == ms
+
+
+@pytest.mark.parametrize("bad", ["", "30", "30 days", "-1d", "0s", 30, None, "99999d"])
+def test_bad_notice_before_is_rejected_naming_it(bad: object) -> None:
+    with pytest.raises(PolicyError, match="notice_before"):
+        parse_notice_before(bad)
+
+
+def test_default_policy_notices_30_days_before() -> None:
+    assert load_policy(None, secret=b"k").notice_before_ms == 30 * 86_400_000

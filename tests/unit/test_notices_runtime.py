@@ -1,0 +1,73 @@
+"""The runtimes' notice side (streams.runtime.notices) and the oracle's notice check
+(streams.engine.reference.notice_problem), without a broker."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from streams.engine import reference
+from streams.engine.policy import load_policy, read_policy_file
+from streams.runtime.notices import PartitionNotices, clock_from_metadata, clock_to_metadata
+
+DOC = read_policy_file(None)
+DAY = 86_400_000
+
+
+def test_clock_metadata_round_trip() -> None:
+    assert clock_from_metadata(clock_to_metadata(1_767_312_000_123)) == 1_767_312_000_123
+    for other in (None, "", "something else", "pfilter.notice_clock=x"):
+        assert clock_from_metadata(other) is None
+
+
+def _consent(subject: str, updated_at: int, expires_at: int | None) -> dict:
+    g = {"status": "granted", "granted_at": 0, "expires_at": expires_at}
+    return {"subject_id": subject, "updated_at": updated_at, "purposes": {"marketing_email": g},
+            "categories": {}, "jurisdiction": "EU", "gpc": False}
+
+
+def test_partition_notices_encode_and_mark_dirty_partitions() -> None:
+    from streams.engine.batch import Filter, TopicNames
+
+    policy = load_policy(None, secret=b"k")
+    now = [40 * DAY]
+    pn = PartitionNotices(policy, "notices", "json", clock=lambda: now[0])
+    pn.assign(0, 0)
+    store: dict = {}
+    filt = Filter(policy, TopicNames(), {"output": "json"}, store=store)
+    recs = [("consent", 0, 0, b"u", orjson.dumps(_consent("u", 1, 50 * DAY)), None, 0)]
+    out: list = []
+    old = pn.before(recs, store)
+    filt.apply_consent(recs, store)
+    pn.after(0, old, store, out)
+    assert out == [] and pn.dirty == set()
+    now[0] = 20 * DAY  # reconfirm due at 50 days - 30 days
+    pn.tick({0: store}, out)
+    (topic, key, value, _h), = out
+    n = orjson.loads(value)
+    assert (topic, key) == ("notices", b"u")
+    assert n == {"subject_id": "u", "purpose": "marketing_email", "expires_at": 50 * DAY, "kind": "reconfirm",
+                 "consent_version": 1, "sent_at": now[0], "policy_version": "default-1"}
+    assert pn.dirty == {0} and clock_from_metadata(pn.metadata(0)) == now[0]
+    pn.mark_committed()
+    assert pn.dirty == set()
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({}, None),
+    ({"kind": "expired"}, "sent before it was due"),
+    ({"sent_at": 20 * DAY - 1}, "sent before it was due"),
+    ({"expires_at": 51 * DAY}, "another expires_at"),
+    ({"purpose": "support"}, "does not grant"),
+    ({"purpose": "nope"}, "not in the policy"),
+])
+def test_reference_justifies_only_a_notice_the_consent_and_policy_allow(change: dict, problem: str | None) -> None:
+    notice = {"subject_id": "u", "purpose": "marketing_email", "expires_at": 50 * DAY, "kind": "reconfirm",
+              "consent_version": 1, "sent_at": 20 * DAY, **change}
+    got = reference.notice_problem(notice, _consent("u", 1, 50 * DAY), DOC)
+    assert (got is None) if problem is None else (problem in got)
+
+
+def test_reference_reads_notice_before_on_its_own() -> None:
+    assert reference.notice_before_ms({"notice_before": "90s"}) == 90_000
+    assert reference.notice_before_ms({}) == 30 * DAY
