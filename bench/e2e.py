@@ -33,9 +33,15 @@ not fit, and the peers, last, share what is left equally):
    and heap the consent fetches and JSON decoding grew that the allocator
    kept. The same figure after the checkpoint restart (no fetches, no
    decoding) is reported beside it.
-3. **drain** per runtime (``fast-eos``: fast runtime, exactly_once;
-   ``fast-alo``: fast, at_least_once; ``faust``: faust runtime, RocksDB
-   store), each in its own consumer group over the whole preloaded backlog.
+3. **drain** per runtime (``RUNTIMES`` in bench/e2e_common.py:
+   ``fast-eos-native`` / ``fast-eos-python``: fast runtime, exactly_once, the
+   full default policy, ``PFILTER_ENGINE`` native / python, each once;
+   ``fast-eos-offers``: the like-for-like row, exactly_once, native, the
+   default policy cut to its ``offers`` engine and fed clicks only (purchases
+   from an empty topic), as the peers are, with the decision log on;
+   ``fast-eos``: the configured engine; ``fast-alo``: fast, at_least_once;
+   ``faust``: faust runtime, RocksDB store), each in its own consumer group
+   over the whole preloaded backlog (the clicks, for the offers row).
    The worker's ``/metrics`` counter ``pfilter_events_in_total`` (summed over
    both event topics; the fast runtime increments it after a batch's outputs
    and offsets were committed, faust after the batch was decided) is sampled
@@ -50,8 +56,11 @@ not fit, and the peers, last, share what is left equally):
    small HTTP request per quarter second, and taking both ends of the window
    at sample instants makes the count and the time exact over that window
    (error: one sampling interval on the end of a drained run, <1% of a
-   30-second window). The worker's CPU use over the window (psutil, all
-   threads) is reported too: on a shared machine a worker may not get a core.
+   30-second window). The worker's CPU use over the window (psutil: user +
+   system of all threads, of its reaped children and of its live children)
+   is reported too, as cores used and as **events per CPU-second** (events
+   in the window / CPU seconds in it): on a shared machine a worker may not
+   get a core, and per CPU-second is the figure that does not depend on it.
    The worker's ``pfilter_stage_seconds_total{stage}`` counters, read at
    both ends of the window, give the share of the window's wall time each
    stage of its loop took (consume, barrier, decide, produce, commit; faust:
@@ -96,13 +105,28 @@ not fit, and the peers, last, share what is left equally):
    measures over the window it had (run_peer's stop after 5 s without output
    is lifted for this: a peer restoring a large consent topic pauses its
    outputs for longer). Our ratio to a peer is our events/s / its events/s:
-   note that our runtimes decide three engines (offers, email, partner_ads)
+   Peers' events per CPU-second: events/s / the peer's CPU share (its
+   process and children, the JVM for Kafka Streams), and our ratios to each
+   peer in both figures (``ratios``, ``ratios_per_cpu``).
+   Note that our full-policy runtimes decide three engines (offers, email, partner_ads)
    and write one decision record per event (an entry per engine), and also decide purchases (larger
    events), while the peers decide one engine and write only the emitted
    events.
 
+``--before-json`` takes the ``--json`` output of an earlier run (e.g. on
+main, before a change) and the report shows its stage table and rates beside
+this run's.
+
+Module layout: this file runs the phases in order within the time limit;
+bench/e2e_setup.py (settings, topics, broker, preload), bench/e2e_worker.py
+(our workers: restore, drain, faust memory, latency), bench/e2e_peers.py
+(faust floor, peers), bench/e2e_results.py (dataclasses, ratios, targets),
+bench/report.py (markdown and chart), bench/e2e_common.py (constants, helpers).
+
 Targets (reported as met or missed, with the margin): fast runtime >= 150,000
-events/s per worker process and ahead of Kafka Streams; faust >= 30,000
+events/s per worker process and ahead of Kafka Streams; issue 10: fast runtime
+exactly once, full default policy (native engine) >= 1.5x the Kafka Streams
+peer's events/s and >= 2x its events per CPU-second; faust >= 30,000
 events/s; consent restore >= 500,000 records/s; memory mode <= 100 bytes of
 RSS per subject.
 """
