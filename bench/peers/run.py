@@ -250,12 +250,19 @@ class PeerProcess:
         return None
 
     def cpu_s(self) -> float | None:
-        """CPU seconds (user + system, all threads) the peer process used so far; Linux only."""
+        """CPU seconds (user + system, all threads) the peer process and its children used so far.
+
+        Children count too: a peer started through a launcher (a shell, the JVM's
+        own wrapper) does its work in a child process.
+        """
+        import psutil
+
+        from bench.e2e_common import cpu_s
+
         try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            return cpu_s(psutil.Process(self.proc.pid))
+        except psutil.Error:
             return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def log_tail(self, n: int = 40) -> str:
         try:

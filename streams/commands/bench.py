@@ -63,8 +63,9 @@ def engine(events: int, subjects: int, fmt: str, repeat: int, as_json: bool) -> 
               help="Consent population (≈95% have a record) [1,000,000].")
 @click.option("--budget-s", type=click.FloatRange(min=1), default=None,
               help="Per runtime/peer drain: seconds measured after the first decision [60].")
-@click.option("--runtimes", default="fast-eos,fast-alo,faust", show_default=True,
-              help="Runtimes to drain the backlog with (comma-separated; empty for none).")
+@click.option("--runtimes", default="fast-eos-native,fast-eos-python,fast-eos-offers,fast-alo,faust", show_default=True,
+              help="Runtimes to drain the backlog with (comma-separated; empty for none; fast-eos: the configured "
+              "engine; fast-eos-offers: offers-only policy over clicks, like the peers).")
 @click.option("--peers", default="kstreams,quix,faust", show_default=True,
               help="Peers (bench/peers) to run on the same data (comma-separated; empty for none).")
 @click.option("--latency-runtimes", default="fast-eos,fast-alo", show_default=True,
@@ -85,11 +86,14 @@ def engine(events: int, subjects: int, fmt: str, repeat: int, as_json: bool) -> 
               help="Where the report and chart go [bench/results].")
 @click.option("--no-files", is_flag=True, help="Do not write the report and the chart.")
 @click.option("--json", "as_json", is_flag=True, help="Print every figure as JSON on stdout.")
+@click.option("--before-json", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="`--json` output of an earlier run (e.g. on main) whose stage table the report shows beside this one.")
 @click.pass_obj
 def e2e(c: Any, events: int | None, subjects: int | None, budget_s: float | None, runtimes: str, peers: str,
         latency_runtimes: str, latency_rate: float | None, latency_duration_s: float | None,
         latency_churn: float, max_total_s: float | None, memory: bool,
-        faust_memory: bool, seed: int, results_dir: Path | None, no_files: bool, as_json: bool) -> None:
+        faust_memory: bool, seed: int, results_dir: Path | None, no_files: bool, as_json: bool,
+        before_json: Path | None) -> None:
     """End-to-end throughput, restore, memory and latency on a real broker, beside the peers.
 
     Starts the local broker unless KAFKA_BOOTSTRAP_SERVERS is set, preloads the
@@ -122,6 +126,7 @@ def e2e(c: Any, events: int | None, subjects: int | None, budget_s: float | None
         seed=seed,
         results_dir=results_dir or mod.RESULTS_DIR,
         write_files=not no_files,
+        before_json=before_json,
     )
     err = Console(stderr=True)
 
@@ -140,18 +145,19 @@ def e2e(c: Any, events: int | None, subjects: int | None, budget_s: float | None
 
 def _print_e2e(r: dict[str, Any], console: Console) -> None:
     t = Table(title=f"pfilter bench e2e {r.get('run')} ({r.get('total_wall_s')} s)")
-    for col in ("runtime / peer", "events/s", "window s", "stopped by", "CPU cores"):
+    for col in ("runtime / peer", "events/s", "window s", "stopped by", "CPU cores", "events per CPU-s"):
         t.add_column(col, justify="right")
     for key, d in (r.get("drain") or {}).items():
         t.add_row(key, f"{d.get('events_per_s') or 0:,}", str(d.get("window_s")), str(d.get("stopped_by", d.get("error"))),
-                  str(d.get("cpu_share")))
+                  str(d.get("cpu_share")), f"{d.get('events_per_cpu_s') or 0:,}")
     ff = r.get("faust_floor") or {}
     if ff:
         t.add_row("faust floor (no work)", f"{ff.get('events_per_s') or 0:,}", str(ff.get("window_s")),
-                  str(ff.get("stopped_by", ff.get("error"))), "-")
+                  str(ff.get("stopped_by", ff.get("error"))), "-", "-")
     for name, p in (r.get("peers") or {}).items():
         t.add_row(f"peer {name}", f"{p.get('events_per_s') or 0:,.0f}", str(p.get("elapsed_s")),
-                  str(p.get("stopped_by", (p.get("error") or "")[:40])), str(p.get("peer_cpu_share")))
+                  str(p.get("stopped_by", (p.get("error") or "")[:40])), str(p.get("peer_cpu_share")),
+                  f"{p.get('events_per_cpu_s') or 0:,}")
     console.print(t)
     tt = Table(title="targets")
     for col in ("target", "measured", "met", "margin"):
