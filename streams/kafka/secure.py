@@ -185,6 +185,10 @@ def acl_bindings(settings: Settings, engine_topics: dict[str, str]) -> list[Any]
     grant(WORKER, topic, settings.topic_consent, lit, AclOperation.DESCRIBE_CONFIGS)
     for t in (*engine_topics.values(), settings.topic_decisions, settings.topic_erasures, settings.topic_dlq):
         grant(WORKER, topic, t, lit, W, D)
+    # data keys (CONTRACT §10): written on first use, read back on assignment; consent notices
+    # (§9): written, and read back by the faust runtime for its clock
+    for t in (settings.topic_keys, settings.topic_notices):
+        grant(WORKER, topic, t, lit, R, W, D)
     # faust's changelog and assignor topics: <group>-...
     grant(WORKER, topic, f"{settings.group_id}-", pre, R, W, D, C)
     # <group> (faust's and the fast runtime's), and <group>.consent-reader, <group>.barrier, ...;
@@ -195,7 +199,7 @@ def acl_bindings(settings: Settings, engine_topics: dict[str, str]) -> list[Any]
     grant(WORKER, txn, f"{settings.group_id}.", pre, W, D)
     for engine, t in engine_topics.items():
         user = engine_user(engine)
-        for readable in (t, settings.topic_erasures, KEYS_TOPIC):
+        for readable in (t, settings.topic_erasures, settings.topic_keys):
             grant(user, topic, readable, lit, R, D)
         # engine-offers and engine-offers.*, never engine-offers_eu (another engine's)
         grant(user, group, user, lit, R, D)

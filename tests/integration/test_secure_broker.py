@@ -98,8 +98,10 @@ def test_an_engine_may_not_use_another_principals_group(broker: LocalBroker, top
     assert value is None and err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, err
 
 
-@pytest.mark.parametrize("topic", ["personalization.offers", secure.KEYS_TOPIC])
-def test_the_worker_cannot_read_the_outputs_or_the_keys(broker: LocalBroker, topics: Settings, topic: str) -> None:
+@pytest.mark.parametrize("topic", ["personalization.offers", "personalization.email"])
+def test_the_worker_cannot_read_the_outputs(broker: LocalBroker, topics: Settings, topic: str) -> None:
+    """It writes them; reading them back is no business of its (it does read the data keys
+    it restores on assignment, CONTRACT §10, and the notices topic, §9)."""
     value, err = _read_one(broker.client_settings(secure.WORKER), topic, f"pfilter.{uuid.uuid4().hex[:6]}")
     assert value is None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
@@ -158,9 +160,10 @@ def test_worker_every_reason_code_over_sasl_ssl(broker: LocalBroker, tmp_path: P
     prefix = f"t{uuid.uuid4().hex[:10]}"
     run = broker.settings.model_copy(update={
         **{f"topic_{t}": f"{prefix}.{t}" for t in ("clickstream", "purchases", "consent", "decisions",
-                                                    "erasures", "dlq")},
+                                                    "erasures", "dlq", "keys", "notices")},
         "topic_output_prefix": f"{prefix}.personalization.", "group_id": f"{prefix}-g", "partitions": 3,
         "pseudonym_key": "test-secret-not-for-production", "web_port": _free_port(),
+        "kek": bytes(range(32)).hex(),  # the tests' KEK (schemas/examples/keys), never a production key
         "state_dir": tmp_path / "state", "runtime": runtime,
         "processing_guarantee": "exactly_once" if runtime == "fast" else "at_least_once",
     })

@@ -233,9 +233,11 @@ def test_acls_grant_each_principal_only_what_it_needs() -> None:
     }
     worker = grants["User:pfilter-worker"]
     read_topics = {name for rtype, name, _p, op in worker if rtype == T and op == R}
-    assert read_topics == {"clickstream", "purchases", "consent", "pf-"}  # inputs, faust internals
+    # inputs, faust internals, and what the worker writes and restores: data keys (§10), notices (§9)
+    assert read_topics == {"clickstream", "purchases", "consent", "pf-", s.topic_keys, s.topic_notices}
     written = {name for rtype, name, _p, op in worker if rtype == T and op == W}
-    assert written == {*engines.values(), s.topic_decisions, s.topic_erasures, s.topic_dlq, "pf-"}
+    assert written == {*engines.values(), s.topic_decisions, s.topic_erasures, s.topic_dlq, "pf-",
+                       s.topic_keys, s.topic_notices}
     assert {(rtype, name, p, op) for rtype, name, p, op in worker if rtype in (G, X)} == {
         (G, "pf", lit, R), (G, "pf", lit, D), (G, "pf.", pre, R), (G, "pf.", pre, D),
         (X, "pf.", pre, W), (X, "pf.", pre, D)}
