@@ -112,6 +112,9 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
     versions: dict[str, dict[int, dict]] = defaultdict(dict)
     tombstones: list[tuple[str, int, int]] = []
     bad_consent: set[tuple[str, int, int]] = set()
+    #: subjects with a malformed consent record: it blocks them (fail closed), so their grants
+    #: leave the state and a grant held again afterwards is notified again (CONTRACT §9)
+    blocked: set[str] = set()
     for topic, p, off, key, value, _h, _ts in replay(bootstrap, [settings.topic_consent], read_committed=exactly_once):
         res.inputs[topic] += 1
         if value is None:
@@ -128,6 +131,11 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
                 raise ValueError("key mismatch")
         except (DecodeError, ValueError, UnicodeDecodeError, AttributeError):
             bad_consent.add((topic, p, off))
+            try:
+                if key is not None:
+                    blocked.add(key.decode())
+            except UnicodeDecodeError:
+                pass
             continue
         versions[rec["subject_id"]][rec["updated_at"]] = rec
 
@@ -238,7 +246,7 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
                 res.erasures_found += 1
             else:
                 res.violate(f"{_where(settings.topic_consent, p, off)}: tombstone without erasure notice for {e.name!r}")
-    _check_notices(res, settings, versions, {t[0] for t in tombstones}, doc, exactly_once)
+    _check_notices(res, settings, versions, {t[0] for t in tombstones} | blocked, doc, exactly_once)
     return res
 
 
@@ -247,7 +255,8 @@ def _check_notices(res: VerifyResult, settings: Settings, versions: dict, erased
     """CONTRACT §9: every consent notice is justified by the consent version it names
     (``reference.notice_problem``), and no grant's notice of one kind appears twice,
     unless the grant left the subject's state in between (a consent version between
-    the two that does not hold it, or an erasure): then it is a new grant."""
+    the two that does not hold it, an erasure, or a malformed record that blocked the
+    subject): then it is a new grant."""
     codec = get_codec("consent_notice", settings.format_output, registry_url=settings.schema_registry_url)
     seen: dict[tuple, int] = {}
     for topic, p, off, _k, value, _h, _ts in replay(settings, [settings.topic_notices], read_committed=exactly_once):
