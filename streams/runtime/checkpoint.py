@@ -36,6 +36,7 @@ from confluent_kafka import TopicPartition
 from streams import metrics
 from streams.runtime.records import Positions
 from streams.runtime.sink import DeliveryError, produce_records, split_audit_first
+from streams.runtime.stall import Heartbeat
 
 #: Transaction timeout: longer than the slowest batch (a barrier that reads a
 #: large consent backlog), short enough that a zombie's open transaction does
@@ -58,10 +59,13 @@ class Checkpoint:
     """Everything produced since the last commit and the input offsets behind it."""
 
     def __init__(self, producer_factory: ProducerFactory, consumer: Any, *, eos: bool,
-                 deliveries: frozenset[str]) -> None:
+                 deliveries: frozenset[str], heartbeat: Heartbeat | None = None) -> None:
         """``consumer``: the group consumer of the events (its offsets are committed, or its
         group metadata fences the transaction). ``deliveries``: the engines' output
-        topics, which an at-least-once commit writes after the audit trail."""
+        topics, which an at-least-once commit writes after the audit trail. ``heartbeat``:
+        the transaction calls run under its bound, so the watchdog ends a worker whose call
+        overran its timeout (``stall.Heartbeat.bounded``)."""
+        self.heartbeat = heartbeat or Heartbeat()
         self.consumer = consumer
         self.eos = eos
         self.deliveries = deliveries
@@ -88,7 +92,8 @@ class Checkpoint:
         """Before the first output: with exactly once, fence any predecessor with the same
         transactional.id (its open transaction is aborted)."""
         if self.eos:
-            self.producer.init_transactions(COMMIT_TIMEOUT_S)
+            with self.heartbeat.bounded("init_transactions", COMMIT_TIMEOUT_S):
+                self.producer.init_transactions(COMMIT_TIMEOUT_S)
 
     def consumed(self, read: Positions, fetched_at: float) -> None:
         """A batch was decided: its positions are what the next commit makes durable."""
@@ -132,10 +137,13 @@ class Checkpoint:
         if offsets or self._dirty:
             if self.eos:
                 self._begin()
+                bounded = self.heartbeat.bounded
                 if offsets:
-                    self.producer.send_offsets_to_transaction(
-                        offsets, self.consumer.consumer_group_metadata(), COORDINATOR_TIMEOUT_S)
-                self.producer.commit_transaction(COMMIT_TIMEOUT_S)
+                    with bounded("send_offsets_to_transaction", COORDINATOR_TIMEOUT_S):
+                        self.producer.send_offsets_to_transaction(
+                            offsets, self.consumer.consumer_group_metadata(), COORDINATOR_TIMEOUT_S)
+                with bounded("commit_transaction", COMMIT_TIMEOUT_S):
+                    self.producer.commit_transaction(COMMIT_TIMEOUT_S)
                 self.in_txn = False
             else:
                 self._flush()
@@ -159,7 +167,9 @@ class Checkpoint:
         self.last_commit = time.monotonic()
 
     def _flush(self) -> None:
-        if self.producer.flush(COMMIT_TIMEOUT_S):
+        with self.heartbeat.bounded("flush", COMMIT_TIMEOUT_S):
+            left = self.producer.flush(COMMIT_TIMEOUT_S)
+        if left:
             raise DeliveryError(f"outputs not acknowledged within {COMMIT_TIMEOUT_S} s")
 
     def abandon(self) -> bool:
@@ -168,7 +178,8 @@ class Checkpoint:
         next owner decides those inputs again. Returns whether a transaction was aborted."""
         aborted = self.eos and self.in_txn
         if aborted:
-            self.producer.abort_transaction(COORDINATOR_TIMEOUT_S)
+            with self.heartbeat.bounded("abort_transaction", COORDINATOR_TIMEOUT_S):
+                self.producer.abort_transaction(COORDINATOR_TIMEOUT_S)
             self.in_txn = False
         self.event_next.clear()
         self._uncommitted_in.clear()

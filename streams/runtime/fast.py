@@ -140,7 +140,8 @@ class FastWorker:
                      "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS}
         self.checkpoint = Checkpoint(
             lambda on_delivery: Producer(output_producer_config(settings, on_delivery, **extra)),
-            self.consumer, eos=self.eos, deliveries=frozenset(e.topic for e in self.policy.engines))
+            self.consumer, eos=self.eos, deliveries=frozenset(e.topic for e in self.policy.engines),
+            heartbeat=self.heartbeat)
         # consent notices (CONTRACT §9): time-driven, their clock committed with the consent offsets
         self.consent.notices = PartitionNotices(self.policy, settings.topic_notices, settings.format_output,
                                                 settings.schema_registry_url)

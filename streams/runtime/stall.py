@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 from streams import metrics
 from streams.logs import kv
@@ -70,15 +71,18 @@ class StallWatch:
 
 
 class Heartbeat:
-    """When the worker's loop last made a step (monotonic seconds). The loop beats once per
-    iteration and the consent restore once per poll; the watchdog reads it from its thread.
-    A float attribute write is atomic under the GIL: no lock."""
+    """When the worker's loop last made a step (monotonic seconds), and the client call it is
+    in when that call has a bound of its own. The loop beats once per iteration and the
+    consent restore once per poll; the watchdog reads both from its thread. Attribute writes
+    are atomic under the GIL: no lock."""
 
-    __slots__ = ("_clock", "last")
+    __slots__ = ("_clock", "call", "last")
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self.last = clock()
+        #: (name, deadline) of the bounded client call in progress, else None
+        self.call: tuple[str, float] | None = None
 
     def beat(self) -> None:
         self.last = self._clock()
@@ -86,7 +90,32 @@ class Heartbeat:
     def age(self) -> float:
         return self._clock() - self.last
 
+    @contextmanager
+    def bounded(self, name: str, seconds: float) -> Iterator[None]:
+        """Around a client call that takes a timeout: past ``seconds`` plus CALL_GRACE_S the
+        watchdog ends the worker. Why: librdkafka does not always keep the timeout it is
+        given. ``send_offsets_to_transaction`` waits on the group coordinator with no
+        deadline (librdkafka #5456, open, reproduced on 2.16: after a broker restart a fast
+        worker sat in it for over 2 minutes with a 30 s timeout, F3). ``name`` is a fixed
+        label, never data."""
+        self.call = (name, self._clock() + seconds + CALL_GRACE_S)
+        try:
+            yield
+        finally:
+            self.call = None
 
+    def overran(self) -> tuple[str, float] | None:
+        """The bounded call in progress and how far past its deadline it is, if it is."""
+        call = self.call
+        if call is None:
+            return None
+        over = self._clock() - call[1]
+        return (call[0], over) if over > 0 else None
+
+
+#: Beyond a call's own timeout before the watchdog acts: the client raises its timeout error
+#: a little after the deadline (a request in flight is let finish); 5 s covers that.
+CALL_GRACE_S = 5.0
 #: How often the watchdog looks; a stall is acted on within this of crossing the timeout.
 WATCHDOG_CHECK_S = 5.0
 #: Exit status of a worker stopped by its watchdog (EX_SOFTWARE, as a failed faust agent).
@@ -101,7 +130,9 @@ def start_watchdog(watch: StallWatch, armed: Callable[[], bool], *, check_s: flo
 
     - once ``armed()`` (consent restored), a partition stalled past the watch's timeout;
     - armed or not, the loop's ``heartbeat`` older than ``stuck_s``: every wait of one loop
-      step is bounded, so a loop that has not stepped for longer is stuck in a call.
+      step is bounded, so a loop that has not stepped for longer is stuck in a call;
+    - armed or not, a call made under ``heartbeat.bounded`` past its deadline (a tighter
+      bound than ``stuck_s`` for the calls librdkafka is known to overrun).
 
     Why: after a broker was killed and restarted, fast workers stayed alive without deciding
     anything for 4 minutes (F3 in loaded CI runs). In one run the stall clock caught it; in
@@ -119,6 +150,10 @@ def start_watchdog(watch: StallWatch, armed: Callable[[], bool], *, check_s: flo
             time.sleep(check_s)
             if heartbeat is not None and stuck_s is not None and heartbeat.age() > stuck_s:
                 stop("the worker loop made no step past its bound", seconds=round(heartbeat.age()))
+                return
+            over = heartbeat.overran() if heartbeat is not None else None
+            if over is not None:
+                stop("a client call overran its timeout", call=over[0], seconds_over=round(over[1]))
                 return
             if not armed():
                 continue

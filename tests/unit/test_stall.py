@@ -83,3 +83,66 @@ def test_watchdog_exits_once_armed_and_stalled() -> None:
     while not codes and time.monotonic() < deadline:
         time.sleep(0.01)
     assert codes == [STALLED_EXIT]
+
+
+def test_watchdog_ends_a_worker_whose_bounded_call_overran() -> None:
+    """librdkafka #5456: send_offsets_to_transaction can wait past its timeout for ever. A
+    call made under Heartbeat.bounded ends the worker once past its deadline, armed or not,
+    long before the loop bound (F3 sat 2+ minutes in that call)."""
+    import time
+
+    from streams.runtime.stall import CALL_GRACE_S, STALLED_EXIT, Heartbeat, start_watchdog
+
+    clock = Clock()
+    hb = Heartbeat(clock)
+    codes: list[int] = []
+    start_watchdog(StallWatch(60.0, clock), lambda: False, check_s=0.01, exit_=codes.append,
+                   heartbeat=hb, stuck_s=1000.0)
+    with hb.bounded("send_offsets_to_transaction", 30.0):
+        clock.t += 30.0 + CALL_GRACE_S - 1  # within its timeout and grace: left alone
+        time.sleep(0.1)
+        assert codes == []
+        assert hb.overran() is None
+        clock.t += 2
+        deadline = time.monotonic() + 5
+        while not codes and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert codes == [STALLED_EXIT]
+    assert hb.overran() is None  # the call returned: nothing in progress
+
+
+def test_checkpoint_runs_transaction_calls_under_their_bound() -> None:
+    """Each transaction call of a commit is made inside Heartbeat.bounded with its timeout."""
+    from streams.runtime.checkpoint import COMMIT_TIMEOUT_S, COORDINATOR_TIMEOUT_S, Checkpoint
+    from streams.runtime.stall import Heartbeat
+
+    seen: list[tuple[str, str, float]] = []
+    hb = Heartbeat()
+
+    class Producer:
+        def __getattr__(self, name: str):  # every call records the bound it runs under
+            def call(*_a: object) -> int:
+                assert hb.call is not None, name
+                seen.append((name, hb.call[0], hb.call[1] - hb.last))
+                return 0
+            return call
+
+        def begin_transaction(self) -> None:
+            pass
+
+    class Consumer:
+        def consumer_group_metadata(self) -> object:
+            return object()
+
+    ck = Checkpoint(lambda _cb: Producer(), Consumer(), eos=True, deliveries=frozenset(), heartbeat=hb)
+    ck.start()
+    ck.event_next[("clicks", 0)] = 5
+    hb.beat()
+    ck.commit()
+    names = [(n, b) for n, b, _ in seen]
+    assert names == [("init_transactions", "init_transactions"),
+                     ("send_offsets_to_transaction", "send_offsets_to_transaction"),
+                     ("commit_transaction", "commit_transaction")]
+    bounds = {n: d for n, _, d in seen}
+    assert COORDINATOR_TIMEOUT_S < bounds["send_offsets_to_transaction"] < COORDINATOR_TIMEOUT_S + 10
+    assert COMMIT_TIMEOUT_S < bounds["commit_transaction"] < COMMIT_TIMEOUT_S + 10
