@@ -39,33 +39,29 @@ ERROR_CLASSES = frozenset({
 })
 
 
-class DecodeError(PFilterError):
+class _ClassedError(PFilterError):
+    """An error with an ``error_class`` (the DLQ reason) and the field it concerns."""
+
+    def __init__(self, error_class: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.field = field
+
+    def __str__(self) -> str:
+        return f"{self.error_class}: {self.args[0]}"
+
+
+class DecodeError(_ClassedError):
     """A value or key that does not decode; ``error_class`` is in :data:`ERROR_CLASSES`.
 
     The message names fields, sizes, offsets and schema ids only, never a
     value from the input.
     """
 
-    def __init__(self, error_class: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.error_class = error_class
-        self.field = field
 
-    def __str__(self) -> str:
-        return f"{self.error_class}: {self.args[0]}"
-
-
-class EncodeError(PFilterError, ValueError):
+class EncodeError(_ClassedError, ValueError):
     """A dict that does not fit the kind's schema (a bug upstream, or a JSON input
     whose payload types Avro rejects). Same privacy rule as :class:`DecodeError`."""
-
-    def __init__(self, error_class: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.error_class = error_class
-        self.field = field
-
-    def __str__(self) -> str:
-        return f"{self.error_class}: {self.args[0]}"
 
 
 class RegistryUnavailable(PFilterError, RuntimeError):

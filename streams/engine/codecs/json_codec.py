@@ -45,21 +45,9 @@ class JsonCodec:
         self.check = make_check(kind)
 
     def decode(self, data: bytes) -> dict[str, Any]:
-        # decode_unchecked inlined (hot path), then the kind's validation
-        if len(data) > self.max_bytes:
-            raise oversize(len(data), self.max_bytes)
-        pos = None
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            obj = _FAILED
-            pos = exc.pos
-        except TypeError:  # not bytes-like at all (a runtime bug, but keep the boundary tight)
-            obj = _FAILED
-        if obj is _FAILED:  # raised here, outside the except block: no chained error
-            raise _json_error(data, pos)
-        if type(obj) is not dict:
-            raise DecodeError("not_an_object", f"JSON value is {json_type_name(obj)}, not an object")
+        # One call more than inlining decode_unchecked: ~0.05 µs against the ~10 µs a
+        # Python-engine event costs (bench engine), not worth two copies of the parse.
+        obj = self.decode_unchecked(data)
         self.check(obj)
         return obj
 
