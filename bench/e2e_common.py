@@ -210,8 +210,17 @@ def offers_only_policy(path: Path) -> Path:
     cut = text if second < 0 else text[:second]
     if 'name = "offers"' not in cut[first:]:
         raise E2EError("the default policy's first engine is not offers; the offers-only row needs it")
+    # the TCF gates of the engines cut away go too ([signals.tcf.engines.<name>] tables):
+    # a policy's mapping may only name its own engines
+    lines, skip = [], False
+    for line in cut.splitlines(keepends=True):
+        head = line.strip()
+        if head.startswith("["):
+            skip = head.startswith("[signals.tcf.engines.") and head != "[signals.tcf.engines.offers]"
+        if not skip:
+            lines.append(line)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(cut.replace('version = "', 'version = "offers-only-', 1))
+    path.write_text("".join(lines).replace('version = "', 'version = "offers-only-', 1))
     return path
 
 

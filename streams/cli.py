@@ -48,6 +48,7 @@ pass_ctx = click.make_pass_decorator(Ctx)
 #: or group of the same name. Imported on demand so start-up stays quick.
 _LAZY = {
     "policy": "streams.commands.policy:policy",
+    "consent": "streams.commands.consent:consent",
     "demo": "streams.commands.demo:demo",
     "worker": "streams.commands.worker:worker",
     "verify": "streams.commands.verify:verify",

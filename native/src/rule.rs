@@ -2,8 +2,9 @@
 //! path apply it: per engine, a summary of the subject's consent state (state.rs)
 //! reduces the rule for any event to a few comparisons.
 
-/// Drop reasons in the order the rule checks them (`decide.REASONS`; the Python side
-/// passes their names in this order and checks the count).
+/// Drop reason codes: positions in `vocab.REASONS` (the Python side passes their names
+/// in this order and checks the count). New reasons are appended; the rule's order is
+/// `vocab.RULE_ORDER` (objected, step 1a, comes before purpose_denied).
 pub const ANONYMOUS: u8 = 0;
 pub const NO_CONSENT: u8 = 1;
 pub const PURPOSE_DENIED: u8 = 2;
@@ -12,12 +13,13 @@ pub const EXPIRED: u8 = 4;
 pub const OPT_OUT: u8 = 5;
 pub const REGION_BLOCKED: u8 = 6;
 pub const NOTHING_PERMITTED: u8 = 7;
-pub const N_REASONS: usize = 8;
+pub const OBJECTED: u8 = 8;
+pub const N_REASONS: usize = 9;
 
 /// One engine's view of one consent state (`batch._engine_summary`).
 #[derive(Debug, Clone, Copy)]
 pub struct Summary {
-    /// A reason that holds whatever the event (anonymous, no consent, purpose denied).
+    /// A reason that holds whatever the event (anonymous, no consent, objected, purpose denied).
     pub pre: Option<u8>,
     /// Greatest `granted_at` and least `expires_at` over the purposes the engine needs.
     pub max_ga: i64,

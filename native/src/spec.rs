@@ -47,6 +47,8 @@ pub struct EngineSpec {
     pub needs_idx: Vec<u32>,
     pub needs_mask: u64,
     pub tps_bit: u64,
+    /// This engine's bit of a profile's gates mask (consent_rules: a signal closed its gate).
+    pub gate_bit: u64,
     pub third_party: bool,
     pub jurisdictions: Option<Vec<Vec<u8>>>,
     pub categories_mask: u64,
@@ -252,6 +254,7 @@ impl Spec {
                 needs_idx: item(e, "needs_idx")?.extract()?,
                 needs_mask: item(e, "needs_mask")?.extract()?,
                 tps_bit: item(e, "tps_bit")?.extract()?,
+                gate_bit: item(e, "gate_bit")?.extract()?,
                 third_party: item(e, "third_party")?.extract()?,
                 jurisdictions: if jur.is_none() { None } else { Some(strs(&jur)?) },
                 categories_mask: item(e, "categories_mask")?.extract()?,

@@ -16,11 +16,14 @@ use std::hash::{BuildHasherDefault, Hasher};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
 
-use crate::rule::{Summary, NOTHING_PERMITTED, NO_CONSENT, OPT_OUT, PURPOSE_DENIED, REGION_BLOCKED};
+use crate::rule::{Summary, NOTHING_PERMITTED, NO_CONSENT, OBJECTED, OPT_OUT, PURPOSE_DENIED, REGION_BLOCKED};
 use crate::spec::EngineSpec;
 
 /// consent.BLOCKED
 const BLOCKED: i64 = 1;
+/// state.PROFILE_LEN: (granted, categories, jurisdiction, gpc, flags, vocab, n_purposes,
+/// objected, gates). Another length is not a profile this code reads (Python decides).
+const PROFILE_LEN: usize = 9;
 /// Bound of the profile cache (entries; cleared when reached). Python interns up to
 /// 65,536 profiles (consent.PROFILE_INTERN_MAX); past that, profiles are per subject
 /// and a bounded cache still serves the active ones.
@@ -29,7 +32,7 @@ const PROFILE_CACHE_MAX: usize = 1 << 16;
 /// One engine's part of a profile summary.
 #[derive(Clone, Copy)]
 struct ProfileEngine {
-    /// no consent / purpose denied: whatever the times
+    /// no consent / objected / purpose denied: whatever the times
     pre: Option<u8>,
     post: Option<u8>,
     allowed: u64,
@@ -86,7 +89,7 @@ fn pair(times: &[u8], k: usize) -> Option<(i64, i64)> {
 
 fn profile_summary(engines: &[EngineSpec], vocab_fp: i64, prof: &Bound<'_, PyAny>) -> Option<ProfileSummary> {
     let p = prof.cast::<PyTuple>().ok()?;
-    if p.len() != 7 {
+    if p.len() != PROFILE_LEN {
         return None;
     }
     let granted: u64 = p.get_borrowed_item(0).ok()?.extract().ok()?;
@@ -98,6 +101,9 @@ fn profile_summary(engines: &[EngineSpec], vocab_fp: i64, prof: &Bound<'_, PyAny
     let gpc = p.get_borrowed_item(3).ok()?.is_truthy().ok()?;
     let flags: i64 = p.get_borrowed_item(4).ok()?.extract().ok()?;
     let vocab: i64 = p.get_borrowed_item(5).ok()?.extract().ok()?;
+    // step 1a and the gates of step 2, folded in when the consent record was applied
+    let objected: u64 = p.get_borrowed_item(7).ok()?.extract().ok()?;
+    let gates: u64 = p.get_borrowed_item(8).ok()?.extract().ok()?;
     let void = flags & BLOCKED != 0 || vocab != vocab_fp;
     let mut out = Vec::with_capacity(engines.len());
     let mut pairs = Vec::new();
@@ -105,7 +111,9 @@ fn profile_summary(engines: &[EngineSpec], vocab_fp: i64, prof: &Bound<'_, PyAny
         let mut pe = ProfileEngine { pre: None, post: None, allowed: 0, first: pairs.len() as u32, n: 0 };
         if void {
             pe.pre = Some(NO_CONSENT);
-        } else if granted & e.needs_mask != e.needs_mask {
+        } else if objected & e.needs_mask != 0 {
+            pe.pre = Some(OBJECTED);
+        } else if granted & e.needs_mask != e.needs_mask || gates & e.gate_bit != 0 {
             pe.pre = Some(PURPOSE_DENIED);
         } else {
             for &i in &e.needs_idx {

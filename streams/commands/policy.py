@@ -29,6 +29,27 @@ def _settings(obj: Any):  # noqa: ANN202
         raise click.ClickException(str(exc)) from None
 
 
+def load_for_cli(obj: Any, file: Path | None) -> tuple[Any, Path, bool]:
+    """(compiled policy, its path, True when compiled with a stand-in secret): FILE, else
+    --policy / PFILTER_POLICY_FILE, else the shipped one. A bad policy: ClickException."""
+    from streams.config import ConfigError
+    from streams.engine.policy import DEFAULT_POLICY_PATH, PolicyError, load_policy
+    from streams.wiring import pseudonym_secret
+
+    settings = _settings(obj)
+    path = file or settings.policy_file or DEFAULT_POLICY_PATH
+    try:
+        secret = pseudonym_secret(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    stand_in = not secret
+    try:
+        cp = load_policy(path, secret=secret or _CHECK_ONLY_SECRET, topic_prefix=settings.topic_output_prefix)
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
+    return cp, Path(path), stand_in
+
+
 @click.group("policy")
 def policy() -> None:
     """Inspect and validate policy files."""
@@ -42,24 +63,7 @@ def check(obj: Any, file: Path | None) -> None:
 
     Exits 1 with a message naming the problem when the policy is invalid.
     """
-    from streams.config import ConfigError
-    from streams.engine.policy import DEFAULT_POLICY_PATH, PolicyError, load_policy
-    from streams.wiring import pseudonym_secret
-
-    settings = _settings(obj)
-    path = file or settings.policy_file or DEFAULT_POLICY_PATH
-    try:
-        secret = pseudonym_secret(settings)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    note = None
-    if not secret:
-        secret = _CHECK_ONLY_SECRET
-        note = True
-    try:
-        cp = load_policy(path, secret=secret, topic_prefix=settings.topic_output_prefix)
-    except PolicyError as exc:
-        raise click.ClickException(str(exc)) from None
+    cp, path, note = load_for_cli(obj, file)
     if note and cp.pseudonymizes:
         err.print("[yellow]note:[/] this policy pseudonymizes; at run time set PFILTER_PSEUDONYM_KEY "
                   "or PFILTER_PSEUDONYM_KEY_FILE (checked here with a stand-in secret)")
@@ -74,7 +78,8 @@ def _transform_names() -> dict[int, str]:
 
 
 def render(cp: Any) -> None:
-    """Print the engines table and the engines x purposes / categories matrices."""
+    """Print the engines table, the engines x purposes / categories matrices, the legal
+    bases and objection classes per purpose, and the consent signals mapping."""
     names = _transform_names()
     console.print(f"policy version [bold]{cp.version}[/], {len(cp.engines)} engines, "
                   f"{len(cp.purposes)} purposes, {len(cp.categories)} categories")
@@ -109,3 +114,16 @@ def render(cp: Any) -> None:
         c.add_row(cat, ", ".join(cp.category_fields[cat]),
                   *("x" if cat in e.categories else "" for e in cp.engines))
     console.print(c)
+
+    b = Table(title="legal bases a purpose may rest on / objection classes it belongs to (CONTRACT §3)")
+    for col in ("purpose", "bases", "objection classes"):
+        b.add_column(col)
+    rules = cp.rules
+    for p in cp.purposes:
+        b.add_row(p, ", ".join(rules.bases[p]), ", ".join(rules.objections[p]) or "-")
+    console.print(b)
+
+    lines = rules.mapping.describe()
+    console.print("[bold]consent signals mapping[/] (\\[signals]; signals only ever narrow the record):")
+    for line in lines or ["no signal is mapped: TCF, GPP and Consent Mode strings are checked, not used"]:
+        console.print(f"  {line}", markup=False, highlight=False)

@@ -29,6 +29,7 @@ from typing import Any
 
 from streams.crypto import KeyRecord, KeyRing
 from streams.engine import decisions
+from streams.engine.signals import SignalCache
 from streams.engine.codecs import (
     AvroCodec, DecodeError, EncodeError, JsonCodec, check_consent, decode_key, get_codec, topic_subject,
 )
@@ -82,7 +83,7 @@ class BatchResult:
     consent: int = 0
     #: tombstones applied (each yields one erasure notice per engine)
     erasures: int = 0
-    #: things ignored but counted: unknown_purpose, unknown_category
+    #: things ignored but counted: unknown_purpose, unknown_category, basis_not_allowed
     ignored: dict[str, int] = field(default_factory=dict)
     #: data keys created by this call (``encrypt`` transform, CONTRACT §10); their records
     #: (topic ``keys``, keyed by subject) are in ``records`` too, so a runtime that produces
@@ -144,6 +145,9 @@ class Filter:
         self._decision_codec = codec("decision_record", out)
         self._erasure_codec = codec("erasure_notice", out)
         self._engines = policy.engines
+        #: consent signal strings decoded once per distinct string (CONTRACT §3; many subjects
+        #: share a CMP's strings): one cache per filter, read only when consent is applied
+        self.signal_cache = SignalCache()
         #: the encrypt transform, or None when no engine encrypts (nothing to key, nothing to shred)
         self._sealer: Sealer | None = None
         if policy.encrypts:
@@ -253,7 +257,7 @@ class Filter:
                     try:
                         if raw_decode is not None:
                             codec.check(doc)
-                        new = merge(current, subject, doc, offset, vocab, res.ignored)
+                        new = merge(current, subject, doc, offset, vocab, res.ignored, self.signal_cache)
                     except DecodeError as exc:
                         bad = MalformedConsent(exc.error_class, error_message(exc), None)
                     except MalformedConsent as exc:

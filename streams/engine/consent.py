@@ -1,30 +1,14 @@
-"""Compact per-subject consent state and its last-writer-wins merge.
+"""Consent records -> compact per-subject states, and their last-writer-wins merge.
 
-A subject's consent state is a plain tuple (no per-subject objects beyond
-two ints and one bytes)::
-
-    (updated_at, offset, profile, times)
-
-- ``updated_at``: the consent record's ``updated_at`` (epoch ms). For a
-  BLOCKED state: the bar a valid record must reach to replace it (see below).
-- ``offset``: offset of the consent record the state comes from (ties).
-- ``profile``: ``(granted_mask, category_mask, jurisdiction, gpc, flags,
-  vocab, n_purposes)``, *interned*: subjects with the same choices share one tuple (a
-  population has a few thousand distinct profiles, not one per subject).
-  ``granted_mask``: bit i set when purpose i of the policy is ``granted``;
-  ``category_mask``: bit j set when category j is granted; ``jurisdiction``:
-  short str; ``gpc``: bool; ``flags``: ``BLOCKED`` (bit 0): the newest consent
-  record was malformed, so the subject has no consent at all (fail closed);
-  ``vocab``: fingerprint of the policy vocabulary (purposes and categories in
-  order) the masks refer to. A state whose fingerprint differs from the
-  running policy's is treated as no consent; rebuild the store from the
-  consent topic.
-- ``times``: bytes, for each granted purpose in index order the big-endian
-  pair (i64 ``granted_at``, i64 ``expires_at``; ``NO_EXPIRY`` for "never
-  expires"); ``b""`` when nothing is granted. Packed because one int object
-  per time cost more than everything else in the state together (measured:
-  647 B per subject in the first, all-tuple layout). ``times_of`` and
-  ``wide`` unpack them for code off the hot path.
+The state layout, its interning and binary form are in ``streams.engine.state``
+(every name of it is importable from here too). Parsing applies the policy's
+consent rules (``streams.engine.consent_rules``, held by the ``Vocabulary``):
+a purpose granted with a basis the policy does not allow for it is not granted;
+the record's objections give the ``objected`` mask; its signals (TCF, GPP,
+Consent Mode, Sec-GPC), decoded through the caller's ``SignalCache``, narrow the
+purposes, categories and gpc and may close engine gates. A basis, objection
+class or signal that is not understood makes the record malformed, like any
+other malformed field (CONTRACT §3).
 
 Merge rules (``merge``):
 - the record with the greatest ``updated_at`` wins whatever the arrival order,
@@ -45,142 +29,22 @@ Merge rules (``merge``):
 
 from __future__ import annotations
 
-import struct
-import zlib
-from collections.abc import Iterable, MutableMapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import MutableMapping
+from typing import Any
 
-from streams.errors import PFilterError
+from streams.engine import signals as sig
+from streams.engine.consent_rules import ConsentFieldError
+from streams.engine.state import (  # noqa: F401 - the state's names, re-exported
+    BLOCKED, DELETED, NO_EXPIRY, NOT_GRANTED, OFFSET, P_CATEGORIES, P_FLAGS, P_GATES, P_GPC, P_GRANTED,
+    P_JURISDICTION, P_OBJECTED, P_PURPOSES, P_VOCAB, PAIR, PROFILE, PROFILE_INTERN_MAX, PROFILE_LEN, TIMES,
+    UPDATED_AT, ConsentState, Vocabulary, Wide, blocked_state, is_blocked, make_profile, make_state, pair_index,
+    state_from_bytes, state_to_bytes, times_of, wide,
+)
 from streams.engine.vocab import I64_MAX, I64_MIN
-
-# --------------------------------------------------------------- state layout
-UPDATED_AT, OFFSET, PROFILE, TIMES = range(4)
-#: Fields of a profile (``state[PROFILE]``).
-P_GRANTED, P_CATEGORIES, P_JURISDICTION, P_GPC, P_FLAGS, P_VOCAB, P_PURPOSES = range(7)
-
-#: ``expires_at`` of a grant without expiry (greater than every epoch ms).
-NO_EXPIRY = I64_MAX
-#: ``granted_at`` / ``expires_at`` of a purpose that is not granted.
-NOT_GRANTED = -1
-#: flag: the newest consent record was malformed; the subject has no consent.
-BLOCKED = 1
-
-#: Returned by ``merge`` for a tombstone: remove the subject from the store.
-DELETED: Any = type("_Deleted", (), {"__repr__": lambda self: "DELETED", "__slots__": ()})()
+from streams.errors import PFilterError
 
 _STATUSES = ("granted", "denied", "withdrawn")
 MAX_JURISDICTION_BYTES = 64
-
-ConsentState = tuple
-
-#: Interned profiles (see the module doc). Bounded: past this many distinct
-#: profiles, new ones are simply not shared (correct, only larger).
-PROFILE_INTERN_MAX = 1 << 16
-_PROFILES: dict[tuple, tuple] = {}
-#: number of pairs -> Struct of that many (granted_at, expires_at) pairs
-_TIMES: dict[int, struct.Struct] = {}
-
-
-def _times_struct(k: int) -> struct.Struct:
-    st = _TIMES.get(k)
-    if st is None:
-        st = _TIMES[k] = struct.Struct(">" + "qq" * k)
-    return st
-
-
-def make_profile(granted: int, cmask: int, jurisdiction: str, gpc: bool, flags: int, vocab: int,
-                 n_purposes: int) -> tuple:
-    p = (granted, cmask, jurisdiction, gpc, flags, vocab, n_purposes)
-    q = _PROFILES.get(p)
-    if q is None:
-        if len(_PROFILES) < PROFILE_INTERN_MAX:
-            _PROFILES[p] = p
-        q = p
-    return q
-
-
-def make_state(updated_at: int, offset: int, granted: int, granted_at: Sequence[int], expires_at: Sequence[int],
-               cmask: int, jurisdiction: str, gpc: bool, flags: int, vocab: int) -> ConsentState:
-    """A state from its fields (``granted_at``/``expires_at`` indexed like the
-    vocabulary's purposes; only granted purposes' entries are kept)."""
-    vals = []
-    g, i = granted, 0
-    while g:
-        if g & 1:
-            vals.append(granted_at[i])
-            vals.append(expires_at[i])
-        g >>= 1
-        i += 1
-    times = _times_struct(len(vals) // 2).pack(*vals) if vals else b""
-    return (updated_at, offset, make_profile(granted, cmask, jurisdiction, gpc, flags, vocab, len(granted_at)),
-            times)
-
-
-def times_of(state: ConsentState) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(granted_at, expires_at), each indexed like the vocabulary's purposes, ``NOT_GRANTED``
-    for a purpose that is not granted. Off the hot path (tests, tools)."""
-    times = state[TIMES]
-    granted = state[PROFILE][P_GRANTED]
-    vals = _times_struct(len(times) // 16).unpack(times)
-    n = state[PROFILE][P_PURPOSES]
-    ga = [NOT_GRANTED] * n
-    ea = [NOT_GRANTED] * n
-    k = 0
-    for i in range(n):
-        if granted >> i & 1:
-            ga[i], ea[i] = vals[2 * k], vals[2 * k + 1]
-            k += 1
-    return tuple(ga), tuple(ea)
-
-
-class Wide(NamedTuple):
-    """Every field of a state, unpacked (``wide``): for tests and tools, not the hot path."""
-
-    updated_at: int
-    offset: int
-    granted: int
-    granted_at: tuple[int, ...]
-    expires_at: tuple[int, ...]
-    categories: int
-    jurisdiction: str
-    gpc: bool
-    flags: int
-    vocab: int
-
-
-def wide(state: ConsentState) -> Wide:
-    ga, ea = times_of(state)
-    g, c, j, gpc, flags, vocab, _n = state[PROFILE]
-    return Wide(state[UPDATED_AT], state[OFFSET], g, ga, ea, c, j, gpc, flags, vocab)
-
-
-#: One (granted_at, expires_at) pair of ``times``; purpose i's is at ``16 * pair_index(granted, i)``.
-PAIR = struct.Struct(">qq")
-
-
-def pair_index(granted: int, purpose: int) -> int:
-    """Position of a granted purpose's pair in ``times``."""
-    return (granted & ((1 << purpose) - 1)).bit_count()
-
-
-class Vocabulary:
-    """Purposes and categories of a policy, in order: bit i = item i."""
-
-    __slots__ = ("purposes", "categories", "purpose_index", "category_index", "fingerprint")
-
-    def __init__(self, purposes: Iterable[str], categories: Iterable[str]) -> None:
-        self.purposes = tuple(purposes)
-        self.categories = tuple(categories)
-        if len(self.purposes) > 64 or len(self.categories) > 64:
-            raise ValueError("at most 64 purposes and 64 categories")
-        self.purpose_index = {p: i for i, p in enumerate(self.purposes)}
-        self.category_index = {c: i for i, c in enumerate(self.categories)}
-        text = "\x1f".join(self.purposes) + "\x1e" + "\x1f".join(self.categories)
-        self.fingerprint = zlib.crc32(text.encode())
-
-    def __repr__(self) -> str:
-        return f"Vocabulary(purposes={self.purposes!r}, categories={self.categories!r})"
-
 
 class MalformedConsent(PFilterError):
     """A consent record the filter cannot trust.
@@ -210,13 +74,18 @@ def parse_consent(
     offset: int,
     vocab: Vocabulary,
     counts: MutableMapping[str, int] | None = None,
+    cache: sig.SignalCache | None = None,
 ) -> ConsentState:
     """A decoded consent record -> state. Raises ``MalformedConsent``.
 
     Unknown purposes and categories are ignored and counted in ``counts``
-    (keys ``unknown_purpose`` / ``unknown_category``). A purpose is granted only
-    when its status is ``granted``; a granted purpose needs an integer
-    ``granted_at``; ``expires_at`` null or absent means no expiry.
+    (keys ``unknown_purpose`` / ``unknown_category``; ``basis_not_allowed``: a
+    purpose granted with a basis the policy does not allow for it, which is
+    then not granted). A purpose is granted only when its status is
+    ``granted``; a granted purpose needs an integer ``granted_at``;
+    ``expires_at`` null or absent means no expiry. Then the consent rules
+    (module doc) apply; ``cache`` decodes the signal strings (None: decoded
+    here, uncached: tests and tools).
     """
     if type(record) is not dict:
         raise _bad("consent record is not an object", None)
@@ -239,8 +108,11 @@ def parse_consent(
     granted_at = [NOT_GRANTED] * n
     expires_at = [NOT_GRANTED] * n
     granted = 0
+    named = 0
     unknown_p = 0
+    not_allowed = 0
     pidx = vocab.purpose_index
+    rules = vocab.rules
     for name, entry in purposes.items():
         i = pidx.get(name)
         if i is None:  # not in the policy: ignored (whatever it holds), counted
@@ -248,6 +120,11 @@ def parse_consent(
             continue
         if type(entry) is not dict:
             raise _bad(f"purposes.{name}: not an object", updated_at)
+        named |= 1 << i
+        try:
+            basis = rules.basis_of(name, entry)
+        except ConsentFieldError as exc:
+            raise _bad(str(exc), updated_at) from None
         status = entry.get("status")
         if status not in _STATUSES or type(status) is not str:
             raise _bad(f"purposes.{name}.status: not one of granted, denied, withdrawn", updated_at)
@@ -262,6 +139,9 @@ def parse_consent(
                 raise _bad(f"purposes.{name}: granted without granted_at", updated_at)
             if ea is not None and ea <= ga:  # a grant that ends before it begins: impossible
                 raise _bad(f"purposes.{name}: expires_at is not after granted_at", updated_at)
+            if not rules.allows(i, basis):  # CONTRACT §3: granted only with an allowed basis
+                not_allowed += 1
+                continue
             granted |= 1 << i
             granted_at[i] = ga
             expires_at[i] = NO_EXPIRY if ea is None else ea
@@ -272,6 +152,7 @@ def parse_consent(
     if type(categories) is not dict:
         raise _bad("categories: not a map", updated_at)
     cmask = 0
+    named_c = 0
     unknown_c = 0
     cidx = vocab.category_index
     for name, value in categories.items():
@@ -281,6 +162,7 @@ def parse_consent(
             continue
         if type(value) is not bool:
             raise _bad(f"categories.{name}: not a boolean", updated_at)
+        named_c |= 1 << j
         if value:
             cmask |= 1 << j
 
@@ -295,15 +177,38 @@ def parse_consent(
     tcf = record.get("tcf")
     if tcf is not None and type(tcf) is not str:
         raise _bad("tcf: not a string", updated_at)
+    gpp = record.get("gpp")
+    if gpp is not None and type(gpp) is not str:
+        raise _bad("gpp: not a string", updated_at)
+    cm = record.get("consent_mode")
+    if cm is not None and type(cm) is not dict:
+        raise _bad("consent_mode: not an object", updated_at)
     if not _is_int(offset):
         raise ValueError("offset must be an int")
+    try:
+        objections = rules.objections_of(record)
+        signals = rules.signals_of(record, cache)
+    except ConsentFieldError as exc:
+        raise _bad(str(exc), updated_at) from None
+    objected = gates = 0
+    if objections or signals is not None:
+        f = rules.fold(granted, named, cmask, named_c, gpc, objections, signals)
+        granted, cmask, gpc, objected, gates = f.granted, f.categories, f.gpc, f.objected, f.gates
+        if f.signal_grants:  # granted by signals alone: since the record's change, no expiry
+            for i in range(n):
+                if f.signal_grants >> i & 1:
+                    granted_at[i] = updated_at
+                    expires_at[i] = NO_EXPIRY
 
     if counts is not None:
         if unknown_p:
             counts["unknown_purpose"] = counts.get("unknown_purpose", 0) + unknown_p
         if unknown_c:
             counts["unknown_category"] = counts.get("unknown_category", 0) + unknown_c
-    return make_state(updated_at, offset, granted, granted_at, expires_at, cmask, jur, gpc, 0, vocab.fingerprint)
+        if not_allowed:
+            counts["basis_not_allowed"] = counts.get("basis_not_allowed", 0) + not_allowed
+    return make_state(updated_at, offset, granted, granted_at, expires_at, cmask, jur, gpc, 0, vocab.fingerprint,
+                      objected, gates)
 
 
 def parse_wellformed(
@@ -332,9 +237,13 @@ def parse_wellformed(
     categories = get("categories")
     jur = get("jurisdiction")
     gpc = get("gpc")
-    tcf = get("tcf")
     if (type(purposes) is not dict or type(categories) is not dict or type(jur) is not str
-            or type(gpc) is not bool or (tcf is not None and type(tcf) is not str)):
+            or type(gpc) is not bool):
+        return None
+    # the consent rules' fields (objections, signals) take the general path: decoding and
+    # folding them is parse_consent's, once; a plain record stays on this one
+    if (get("tcf") is not None or get("gpp") is not None or get("consent_mode") is not None
+            or get("sec_gpc") is not None or get("objections") is not None):
         return None
     if len(jur) > MAX_JURISDICTION_BYTES // 4 and len(jur.encode("utf-8", "surrogatepass")) > MAX_JURISDICTION_BYTES:
         return None
@@ -346,7 +255,7 @@ def parse_wellformed(
     pidx = vocab.purpose_index
     lo, hi = I64_MIN, I64_MAX
     for name, entry in purposes.items():
-        if type(entry) is not dict:
+        if type(entry) is not dict or entry.get("basis") is not None:
             return None
         status = entry.get("status")
         ga = entry.get("granted_at")
@@ -404,15 +313,6 @@ def merge_state(current: ConsentState | None, new: ConsentState, vocab: Vocabula
     return current
 
 
-def blocked_state(updated_at: int, offset: int, vocab: Vocabulary) -> ConsentState:
-    """A state that grants nothing; ``updated_at`` is the bar a valid record must reach."""
-    return (updated_at, offset, make_profile(0, 0, "", True, BLOCKED, vocab.fingerprint, len(vocab.purposes)), b"")
-
-
-def is_blocked(state: ConsentState | None) -> bool:
-    return state is not None and bool(state[PROFILE][P_FLAGS] & BLOCKED)
-
-
 def _newer(u: int, offset: int, current: ConsentState) -> bool:
     cu = current[UPDATED_AT]
     return u > cu or (u == cu and offset > current[OFFSET])
@@ -425,6 +325,7 @@ def merge(
     offset: int,
     vocab: Vocabulary,
     counts: MutableMapping[str, int] | None = None,
+    cache: sig.SignalCache | None = None,
 ) -> ConsentState | Any:
     """The subject's state after one consent record (see the module doc).
 
@@ -451,47 +352,8 @@ def merge(
         else:
             bar = u
         return blocked_state(bar, offset, vocab)
-    new = parse_consent(record, key_subject, offset, vocab, counts)
+    new = parse_consent(record, key_subject, offset, vocab, counts, cache)
     if current is None or _newer(new[UPDATED_AT], offset, current):
         return new
     return current
 
-
-# --------------------------------------------------------------- binary form
-#: version, flags, gpc, n_purposes, vocab, updated_at, offset, granted_mask, category_mask
-_HEAD = struct.Struct(">BBBBIqqQQ")
-_FORMAT_VERSION = 1
-
-
-def state_to_bytes(state: ConsentState) -> bytes:
-    """Stable compact binary form (for stores and changelogs).
-
-    Layout (big-endian): u8 format version (1), u8 flags, u8 gpc, u8 number of
-    purposes n, u32 vocabulary fingerprint, i64 updated_at, i64 offset, u64
-    granted mask, u64 category mask, then (i64 granted_at, i64 expires_at) for
-    each granted purpose in index order (the state's ``times`` as they are),
-    then u8 length + UTF-8 jurisdiction.
-    """
-    updated_at, offset, (granted, cmask, jur, gpc, flags, vocab, n), times = state
-    j = jur.encode("utf-8", "surrogatepass")
-    return b"".join((_HEAD.pack(_FORMAT_VERSION, flags, 1 if gpc else 0, n, vocab, updated_at, offset, granted, cmask),
-                     times, bytes((len(j),)), j))
-
-
-def state_from_bytes(data: bytes) -> ConsentState:
-    """Inverse of ``state_to_bytes``. Raises ValueError on bytes it did not write."""
-    try:
-        ver, flags, gpc, n, vocab, updated_at, offset, granted, cmask = _HEAD.unpack_from(data, 0)
-        if ver != _FORMAT_VERSION:
-            raise ValueError(f"unknown consent state format version {ver}")
-        if granted >> n:
-            raise ValueError("granted mask names a purpose beyond the count")
-        pos = _HEAD.size + 16 * granted.bit_count()
-        ln = data[pos]
-        if pos + 1 + ln != len(data):
-            raise ValueError("consent state has trailing or missing bytes")
-        jur = bytes(data[pos + 1: pos + 1 + ln]).decode("utf-8", "surrogatepass")
-    except (struct.error, IndexError, UnicodeDecodeError) as exc:
-        raise ValueError(f"not a consent state: {exc.__class__.__name__}") from None
-    return (updated_at, offset, make_profile(granted, cmask, jur, bool(gpc), flags, vocab, n),
-            bytes(data[_HEAD.size:pos]))

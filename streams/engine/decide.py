@@ -8,7 +8,10 @@ this order:
 
 1. ``anonymous`` (no subject), ``no_consent`` (no state, or a BLOCKED state, or
    a state of another policy vocabulary);
-2. ``purpose_denied`` (a needed purpose is not granted), then ``before_grant``
+1a. ``objected`` (a needed purpose belongs to an objection class the subject's
+   record lists: the state's ``objected`` mask);
+2. ``purpose_denied`` (a needed purpose is not granted, with an allowed basis:
+   the granted mask holds only those; or a signal closed the engine's gate), then ``before_grant``
    (a needed purpose was granted after ``e.ts``), then ``expired`` (for a needed
    purpose, not ``now < expires_at and e.ts < expires_at``); each check over all
    needed purposes before the next one;
@@ -30,18 +33,18 @@ from typing import Any
 import orjson
 
 from streams.engine.consent import (
-    BLOCKED, P_CATEGORIES, P_FLAGS, P_GPC, P_GRANTED, P_JURISDICTION, P_VOCAB, PAIR, PROFILE, TIMES,
-    UPDATED_AT, pair_index,
+    BLOCKED, P_CATEGORIES, P_FLAGS, P_GATES, P_GPC, P_GRANTED, P_JURISDICTION, P_OBJECTED, P_VOCAB, PAIR, PROFILE,
+    TIMES, UPDATED_AT, pair_index,
 )
 from streams.engine.policy import CompiledEngine, PlanEntry
 from streams.engine.shapes import compile_shape, shape_copy
 from streams.engine.vocab import (
-    ANONYMOUS, BEFORE_GRANT, EXPIRED, NO_CONSENT, NOTHING_PERMITTED, OPT_OUT, PURPOSE_DENIED, REASONS,
+    ANONYMOUS, BEFORE_GRANT, EXPIRED, NO_CONSENT, NOTHING_PERMITTED, OBJECTED, OPT_OUT, PURPOSE_DENIED, REASONS,
     REGION_BLOCKED, T_COUNTRY, T_ENCRYPT, T_PSEUDONYMIZE,
 )
 
 __all__ = [
-    "ANONYMOUS", "BEFORE_GRANT", "EXPIRED", "HOUR_MS", "NO_CONSENT", "NOTHING_PERMITTED", "OPT_OUT",
+    "ANONYMOUS", "BEFORE_GRANT", "EXPIRED", "HOUR_MS", "NO_CONSENT", "NOTHING_PERMITTED", "OBJECTED", "OPT_OUT",
     "PURPOSE_DENIED", "REASONS", "REGION_BLOCKED", "compile_shape", "decide", "project", "project_plan",
     "pseudonym_input", "shape_copy",
 ]
@@ -74,9 +77,11 @@ def decide(
     prof = state[PROFILE]
     if prof[P_FLAGS] & BLOCKED or prof[P_VOCAB] != eng.vocab_fp:
         return NO_CONSENT, None, 0
-    granted = prof[P_GRANTED]
     needs = eng.needs_mask
-    if granted & needs != needs:
+    if prof[P_OBJECTED] & needs:
+        return OBJECTED, None, 0
+    granted = prof[P_GRANTED]
+    if granted & needs != needs or prof[P_GATES] & eng.gate_bit:
         return PURPOSE_DENIED, None, 0
     ts = event["ts"]
     times = state[TIMES]

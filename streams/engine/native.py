@@ -110,6 +110,8 @@ def spec_of(policy: CompiledPolicy, topics: TopicNames, event_codecs: dict[str, 
     engines = []
     for i, eng in enumerate(policy.engines):
         first = i == 0
+        if eng.gate_bit >> 64:  # the native gates mask is a u64
+            raise NativeEngineError("the native engine reads at most 64 engines' signal gates")
         plans = {}
         for t in event_types:
             full = eng.plans.get(t)
@@ -126,6 +128,7 @@ def spec_of(policy: CompiledPolicy, topics: TopicNames, event_codecs: dict[str, 
             "needs_idx": list(eng.needs_idx),
             "needs_mask": eng.needs_mask,
             "tps_bit": eng.tps_bit,
+            "gate_bit": eng.gate_bit,
             "third_party": bool(eng.third_party),
             "jurisdictions": None if eng.jurisdictions is None else sorted(eng.jurisdictions),
             "categories_mask": eng.categories_mask,

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 from streams.errors import PFilterError
 from streams.engine.consent import Vocabulary
+from streams.engine.consent_rules import PURPOSE_RULES_KEY, ConsentRules, RulesError, compile_rules
 from streams.engine.shapes import (  # noqa: F401 - CONTEXT_SHAPE, EVENT_PAYLOADS: re-exported
     CONTEXT_SHAPE, EVENT_PAYLOADS, KNOWN_FIELDS, PATHS_BY_TYPE, TEXT_FIELDS, compile_shape,
 )
@@ -56,7 +57,8 @@ PSEUDONYM_HEX_CHARS = 32
 
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-_TOP_KEYS = {"version", "description", "purposes", "categories", "engines", "notice_before"}
+_TOP_KEYS = {"version", "description", "purposes", "categories", "engines", "notice_before", PURPOSE_RULES_KEY,
+             "signals"}
 _ENGINE_KEYS = {"name", "description", "topic", "party", "needs", "may_receive", "jurisdictions",
                 "subject", "transforms"}
 
@@ -105,6 +107,7 @@ class CompiledEngine:
         "categories", "categories_mask", "jurisdictions", "pseudonymize_subject", "transforms",
         "plans", "default_plan", "ts_hour", "tps_bit", "policy_version", "_mac", "_sent_names",
         "_category_names", "field_categories", "vocab_fp", "_mask_plans", "_type_plans", "encrypted",
+        "gate_bit",
     )
 
     def __repr__(self) -> str:  # never shows the key
@@ -163,6 +166,11 @@ class CompiledEngine:
 class CompiledPolicy:
     __slots__ = ("version", "purposes", "categories", "vocab", "engines", "by_name", "source", "document",
                  "category_fields", "notice_before_ms")
+
+    @property
+    def rules(self) -> ConsentRules:
+        """Legal bases, objection classes, the signals mapping and engine gates (CONTRACT §4)."""
+        return self.vocab.rules
 
     def __repr__(self) -> str:
         return f"CompiledPolicy(version={self.version!r}, engines={[e.name for e in self.engines]!r})"
@@ -328,6 +336,17 @@ def compile_policy(
         topics[e.topic] = name
         engines.append(e)
         by_name[name] = e
+
+    # consent rules (bases, objections, [signals]): they shape the compiled states, so they
+    # are part of the vocabulary and its fingerprint (consent_rules module doc)
+    try:
+        rules = compile_rules(doc, purposes, category_names, [e.name for e in engines])
+    except RulesError as exc:
+        raise PolicyError(str(exc)) from None
+    vocab = Vocabulary(purposes, category_names, rules)
+    for e in engines:
+        e.vocab_fp = vocab.fingerprint
+        e.gate_bit = rules.engine_bit(e.name)
 
     cp = CompiledPolicy()
     cp.version = version

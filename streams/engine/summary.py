@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from streams.engine.consent import (
-    BLOCKED, P_CATEGORIES, P_FLAGS, P_GPC, P_GRANTED, P_JURISDICTION, P_VOCAB, PAIR, PROFILE, TIMES, pair_index,
+    BLOCKED, P_CATEGORIES, P_FLAGS, P_GATES, P_GPC, P_GRANTED, P_JURISDICTION, P_OBJECTED, P_VOCAB, PAIR, PROFILE,
+    TIMES, pair_index,
 )
 from streams.engine.policy import CompiledEngine
-from streams.engine.vocab import NO_CONSENT, NOTHING_PERMITTED, OPT_OUT, PURPOSE_DENIED, REGION_BLOCKED
+from streams.engine.vocab import NO_CONSENT, NOTHING_PERMITTED, OBJECTED, OPT_OUT, PURPOSE_DENIED, REGION_BLOCKED
 
 #: ``max_granted_at`` / ``min_expires_at`` placeholders that never fail a check.
 NEVER_AFTER = -(1 << 64)
@@ -50,6 +51,7 @@ class CachedSummaries(NamedTuple):
 #: Summaries that hold no per-subject time, shared by every subject they apply to.
 NO_CONSENT_SUMMARY = EngineSummary(NO_CONSENT, NEVER_AFTER, NEVER_EXPIRES, None, 0, None)
 PURPOSE_DENIED_SUMMARY = EngineSummary(PURPOSE_DENIED, NEVER_AFTER, NEVER_EXPIRES, None, 0, None)
+OBJECTED_SUMMARY = EngineSummary(OBJECTED, NEVER_AFTER, NEVER_EXPIRES, None, 0, None)
 
 
 def engine_summary(eng: CompiledEngine, state: tuple) -> EngineSummary:
@@ -57,9 +59,11 @@ def engine_summary(eng: CompiledEngine, state: tuple) -> EngineSummary:
     prof = state[PROFILE]
     if prof[P_FLAGS] & BLOCKED or prof[P_VOCAB] != eng.vocab_fp:
         return NO_CONSENT_SUMMARY
-    granted = prof[P_GRANTED]
     needs = eng.needs_mask
-    if granted & needs != needs:
+    if prof[P_OBJECTED] & needs:
+        return OBJECTED_SUMMARY
+    granted = prof[P_GRANTED]
+    if granted & needs != needs or prof[P_GATES] & eng.gate_bit:
         return PURPOSE_DENIED_SUMMARY
     times = state[TIMES]
     max_ga = NEVER_AFTER

@@ -8,6 +8,7 @@ state, the batch API and the population generator) and ``decide`` and
 - the event envelope (CONTRACT §3, §5) and the event types per input kind;
 - the transform codes of a compiled policy;
 - the outcomes and drop reasons a decision record holds (CONTRACT §5, §7);
+- the legal bases and objection classes of a consent record (CONTRACT §3);
 - the bounds of Avro ``int`` and ``long`` (every integer we write must fit them).
 
 ``streams.engine.reference`` (the oracle) deliberately does not import this:
@@ -54,12 +55,28 @@ EXPIRED = "expired"
 OPT_OUT = "opt_out"
 REGION_BLOCKED = "region_blocked"
 NOTHING_PERMITTED = "nothing_permitted"
-#: Every drop reason, in the order the rule checks them.
+OBJECTED = "objected"
+#: Every drop reason. Its position is the reason's code (the native engine's
+#: ``rule.rs`` constants, per-reason fragments): new reasons are appended, so existing
+#: codes keep their numbers. The rule checks them in this order: anonymous, no_consent,
+#: objected (step 1a), purpose_denied, before_grant, expired, opt_out, region_blocked,
+#: nothing_permitted (``RULE_ORDER``).
 REASONS = (ANONYMOUS, NO_CONSENT, PURPOSE_DENIED, BEFORE_GRANT, EXPIRED, OPT_OUT, REGION_BLOCKED,
-           NOTHING_PERMITTED)
+           NOTHING_PERMITTED, OBJECTED)
+#: The drop reasons in the order the rule checks them (CONTRACT §5).
+RULE_ORDER = (ANONYMOUS, NO_CONSENT, OBJECTED, PURPOSE_DENIED, BEFORE_GRANT, EXPIRED, OPT_OUT, REGION_BLOCKED,
+              NOTHING_PERMITTED)
 #: Drop reasons of step 1 of the rule, decided before any engine is tried: every engine
 #: drops for the same one, so the decision record states it once and has no entries.
 SHARED_REASONS = frozenset({ANONYMOUS, NO_CONSENT})
+
+# ------------------------------------------------------------- consent records (CONTRACT §3)
+#: Legal bases a consent record may give a purpose; ``consent`` is the default.
+CONSENT_BASIS, LEGITIMATE_INTEREST = "consent", "legitimate_interest"
+BASES = (CONSENT_BASIS, LEGITIMATE_INTEREST)
+#: Objection classes (GDPR Art. 21) a consent record may list in ``objections``.
+DIRECT_MARKETING, PROFILING = "direct_marketing", "profiling"
+OBJECTION_CLASSES = (DIRECT_MARKETING, PROFILING)
 
 # ------------------------------------------------------------- integer bounds (Avro int / long)
 I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1

@@ -46,8 +46,10 @@ CONSENT_CHUNK = 10_000
 RESTORE_REPORT_S = 5.0
 #: One ListOffsets request: a healthy broker answers in milliseconds.
 ENDS_TIMEOUT_S = 10
-#: 2: compact states (consent.py: updated_at, offset, interned profile, packed times)
-_CKPT_VERSION = 2
+#: 2: compact states (consent.py: updated_at, offset, interned profile, packed times);
+#: 3: profiles with the objected and gates masks (issue 11): a version 2 file is ignored
+#: and the partition rebuilt from the consent topic
+_CKPT_VERSION = 3
 
 
 class ConsentCatchUpTimeout(PFilterError, TimeoutError):
@@ -81,7 +83,7 @@ class ConsentFiles:
             version, fp, offset, states = data
             if version == _CKPT_VERSION and fp == self.fingerprint:
                 return states, offset
-            log.info("checkpoint ignored (policy vocabulary changed) %s", kv(partition=p))
+            log.info("checkpoint ignored (policy vocabulary or checkpoint format changed) %s", kv(partition=p))
         except FileNotFoundError:
             pass
         except (ValueError, EOFError, TypeError) as exc:

@@ -66,7 +66,7 @@ def policy_view(policy: Any) -> PolicyView:
         for e in policy.engines
     )
     return PolicyView(str(policy.version), tuple(policy.purposes), tuple(policy.categories), engines,
-                      nb or DEFAULT_NOTICE_BEFORE_MS, doc.get("signals"))
+                      nb or DEFAULT_NOTICE_BEFORE_MS, doc.get("signals", {}))  # absent: none mapped, as the engine
 
 
 # ------------------------------------------------------------------ the summary

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from streams.engine.policy import TEXT_FIELDS
 
 from tests.unit.engine.helpers import CATEGORIES, DAY, HOUR, NOW, PURPOSES, default_doc
+from tests.unit.signals.encoders import TCModel, encode_tc, encode_us, gpp_header, usnat_spec
 
 JURISDICTIONS = ("EU", "UK", "US", "US-CA", "BR", "CN")
 EVENT_TYPES = ("page_view", "product_view", "search", "add_to_cart", "login", "purchase", "wishlist")
@@ -25,8 +26,9 @@ times = st.builds(lambda h, d: NOW + h * HOUR + d, st.integers(-4, 3), st.sample
 
 
 @st.composite
-def policies(draw, encrypt: bool = True) -> dict[str, Any]:
-    """A random valid policy; ``encrypt=False``: no `encrypt` transforms (the native engine has none)."""
+def policies(draw, encrypt: bool = True, rules: bool = False) -> dict[str, Any]:
+    """A random valid policy; ``encrypt=False``: no `encrypt` transforms (the native engine has none);
+    ``rules``: random legal bases, objection classes and a random ``[signals]`` mapping."""
     purposes = list(draw(st.permutations(PURPOSES)))
     cat_names = [c for c in draw(st.permutations(CATEGORIES))]
     non_payment = [c for c in cat_names if c != "payment"]
@@ -66,8 +68,85 @@ def policies(draw, encrypt: bool = True) -> dict[str, Any]:
         if transforms:
             e["transforms"] = transforms
         engines.append(e)
-    return {"version": f"p-{draw(st.integers(0, 99))}", "purposes": purposes, "categories": cats,
-            "engines": engines}
+    doc = {"version": f"p-{draw(st.integers(0, 99))}", "purposes": purposes, "categories": cats,
+           "engines": engines}
+    if rules:
+        doc["purpose_rules"] = draw(_purpose_rules(purposes))
+        doc["signals"] = draw(_signals_table(purposes, non_payment, [e["name"] for e in engines]))
+    return doc
+
+
+@st.composite
+def _purpose_rules(draw, purposes: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in purposes:
+        if draw(st.booleans()):
+            entry: dict[str, Any] = {}
+            if draw(st.booleans()):
+                entry["bases"] = draw(st.lists(st.sampled_from(["consent", "legitimate_interest"]), min_size=1,
+                                               max_size=2, unique=True))
+            entry["objections"] = draw(st.lists(st.sampled_from(["direct_marketing", "profiling"]), max_size=2,
+                                                unique=True))
+            out[p] = entry
+    return out
+
+
+_OPT_OUTS = ["SaleOptOut", "SharingOptOut", "TargetedAdvertisingOptOut"]
+_CM = ["ad_storage", "ad_user_data", "ad_personalization", "analytics_storage"]
+
+
+@st.composite
+def _signals_table(draw, purposes: list[str], categories: list[str], engines: list[str]) -> dict[str, Any]:
+    ids = st.lists(st.integers(1, 6), min_size=1, max_size=3, unique=True)
+    some = lambda names, values: st.dictionaries(st.sampled_from(names), values, max_size=2)  # noqa: E731
+    return {
+        "sec_gpc": draw(st.booleans()),
+        "tcf": {
+            "purposes": draw(some(purposes, ids)),
+            "special_features": draw(some(categories, st.just([1]))),
+            "engines": draw(some(engines, st.builds(lambda v, p: {"vendor_id": v, "purposes": p},
+                                                    st.sampled_from([7, 755]), ids))),
+        },
+        "gpp": {"gpc": draw(st.booleans()),
+                "opt_outs": draw(some(purposes, st.lists(st.sampled_from(_OPT_OUTS), min_size=1, unique=True)))},
+        "consent_mode": {"denies": draw(some(purposes, st.lists(st.sampled_from(_CM), min_size=1, unique=True)))},
+    }
+
+
+def _usnat(values: dict[str, int], gpc: bool | None) -> str:
+    v: dict[str, object] = {n: (0,) * c if c else 0 for n, c in usnat_spec(1)}
+    v.update(values)
+    return gpp_header([7]) + "~" + encode_us(7, 1, v, gpc)
+
+
+#: A few TC and GPP strings (a population shares a CMP's strings), and broken ones.
+TC_STRINGS = [encode_tc(TCModel(purpose_consents=p, vendor_consents=v, special_feature_optins=f))
+              for p, v, f in [([1, 2, 3, 4, 5, 6], [755], [1]), ([1, 3, 4], [7, 755], []), ([5, 6], [7], [1]), ([], [], [])]]
+GPP_STRINGS = [_usnat({"SaleOptOut": 1}, None), _usnat({"SaleOptOut": 2, "SharingOptOut": 2}, True),
+               _usnat({"TargetedAdvertisingOptOut": 1}, False), _usnat({}, None)]
+BAD_SIGNALS = [("tcf", "%%"), ("gpp", "DBABM~x"), ("consent_mode", {"ad_storage": "maybe"})]
+
+
+def _with_rules(draw, rec: dict[str, Any]) -> dict[str, Any]:
+    """Bases, objections and signals on a consent record (``consents(rules=True)``)."""
+    for entry in rec["purposes"].values():
+        if draw(st.integers(0, 2)) == 0:
+            entry["basis"] = draw(st.sampled_from(["consent", "legitimate_interest"]))
+    if draw(st.booleans()):
+        rec["objections"] = draw(st.lists(st.sampled_from(["direct_marketing", "profiling"]), max_size=2))
+    if draw(st.booleans()):
+        rec["tcf"] = draw(st.sampled_from(TC_STRINGS))
+    if draw(st.booleans()):
+        rec["gpp"] = draw(st.sampled_from(GPP_STRINGS))
+    if draw(st.booleans()):
+        rec["consent_mode"] = draw(st.dictionaries(st.sampled_from(_CM), st.sampled_from(["granted", "denied"]),
+                                                   max_size=3))
+    if draw(st.integers(0, 3)) == 0:
+        rec["sec_gpc"] = draw(st.booleans())
+    if draw(st.integers(0, 15)) == 0:
+        field, value = draw(st.sampled_from(BAD_SIGNALS))
+        rec[field] = value
+    return rec
 
 
 def _rel(draw, base: int, offsets) -> int:
@@ -75,9 +154,11 @@ def _rel(draw, base: int, offsets) -> int:
 
 
 @st.composite
-def consents(draw, subject: str = "s-1", ts: int | None = None, now: int | None = None) -> dict[str, Any]:
+def consents(draw, subject: str = "s-1", ts: int | None = None, now: int | None = None,
+             rules: bool = False) -> dict[str, Any]:
     """A valid consent record. With ``ts``/``now``, grant and expiry times cluster around them
-    (mostly granted before ``ts`` and valid past both) so that every check passes or fails often."""
+    (mostly granted before ``ts`` and valid past both) so that every check passes or fails often.
+    ``rules``: with bases, objections and signals (``_with_rules``; rarely a broken signal)."""
     purposes = {}
     for p in PURPOSES:
         if draw(st.integers(0, 9)) == 9:
@@ -100,7 +181,7 @@ def consents(draw, subject: str = "s-1", ts: int | None = None, now: int | None 
     categories = {c: draw(st.integers(0, 3)) < 3 for c in CATEGORIES if draw(st.integers(0, 7)) < 7}
     if draw(st.integers(0, 7)) == 0:
         categories["dreams"] = True
-    return {
+    rec = {
         "subject_id": subject,
         "updated_at": draw(times),
         "purposes": purposes,
@@ -108,6 +189,7 @@ def consents(draw, subject: str = "s-1", ts: int | None = None, now: int | None 
         "jurisdiction": draw(st.sampled_from(JURISDICTIONS)),
         "gpc": draw(st.integers(0, 4)) == 4,
     }
+    return _with_rules(draw, rec) if rules else rec
 
 
 @st.composite

@@ -117,8 +117,9 @@ def consent_input(draw, subject: str):
         return None
     if kind == "garbage":
         return b'{"subject_id": '
-    rec = draw(consents(subject=subject, ts=NOW - 5 * 3_600_000, now=NOW + 4 * 3_600_000)
-               if draw(st.booleans()) else consents(subject=subject))
+    rules = draw(st.booleans())  # bases, objections, signals (issue 11)
+    rec = draw(consents(subject=subject, ts=NOW - 5 * 3_600_000, now=NOW + 4 * 3_600_000, rules=rules)
+               if draw(st.booleans()) else consents(subject=subject, rules=rules))
     if kind == "mismatch":
         rec["subject_id"] = "someone-else"
     return orjson.dumps(rec)
@@ -175,7 +176,7 @@ def _same(a, b) -> None:
 
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
-@given(doc=policies(encrypt=False), steps=stream(), now=times)
+@given(doc=policies(encrypt=False, rules=True), steps=stream(), now=times)
 def test_native_filter_equals_python_filter(doc, steps, now):
     policy = compile_policy(doc, secret=SECRET)
     py = Filter(policy, T, FORMATS, store={}, clock=_clock(now))
@@ -187,7 +188,7 @@ def test_native_filter_equals_python_filter(doc, steps, now):
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(doc=policies(encrypt=False), steps=stream(), now=times)
+@given(doc=policies(encrypt=False, rules=True), steps=stream(), now=times)
 def test_native_filter_without_the_secret_still_agrees(doc, steps, now):
     """No secret: events that need a pseudonym go through Python; the rest natively."""
     policy = compile_policy(doc, secret=SECRET)

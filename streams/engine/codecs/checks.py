@@ -15,7 +15,7 @@ from typing import Any
 
 from streams.engine.codecs.errors import DecodeError
 from streams.engine.codecs.schemas import load_schema
-from streams.engine.vocab import EVENT_TYPES, I64_MAX, I64_MIN
+from streams.engine.vocab import BASES, EVENT_TYPES, I64_MAX, I64_MIN, OBJECTION_CLASSES
 
 CONSENT_STATUSES = frozenset({"granted", "denied", "withdrawn"})
 
@@ -123,6 +123,9 @@ def check_consent(obj: dict) -> None:
         ga, ea = p.get("granted_at"), p.get("expires_at")
         if status == "granted" and ga is not None and ea is not None and ea <= ga:
             raise DecodeError("schema_mismatch", f"{where}: expires_at is not after granted_at", "purposes.expires_at")
+        basis = p.get("basis")
+        if basis is not None and (type(basis) is not str or basis not in BASES):
+            raise DecodeError("schema_mismatch", f"{where}.basis is not one of {', '.join(BASES)}", "purposes.basis")
     categories = obj.get("categories")
     if type(categories) is not dict:
         raise _field_error(obj, "categories", "an object")
@@ -135,9 +138,24 @@ def check_consent(obj: dict) -> None:
         raise _field_error(obj, "jurisdiction", "a string")
     if type(obj.get("gpc")) is not bool:
         raise _field_error(obj, "gpc", "a boolean")
-    tcf = obj.get("tcf")
-    if tcf is not None and type(tcf) is not str:
-        raise _field_error(obj, "tcf", "a string or null")
+    for name in ("tcf", "gpp"):
+        v = obj.get(name)
+        if v is not None and type(v) is not str:
+            raise _field_error(obj, name, "a string or null")
+    cm = obj.get("consent_mode")
+    if cm is not None and type(cm) is not dict:
+        raise _field_error(obj, "consent_mode", "an object or null")
+    sec = obj.get("sec_gpc")
+    if sec is not None and type(sec) is not bool:
+        raise _field_error(obj, "sec_gpc", "a boolean or null")
+    objections = obj.get("objections")
+    if objections is not None:
+        if type(objections) is not list:
+            raise _field_error(obj, "objections", "an array or null")
+        for i, c in enumerate(objections):
+            if type(c) is not str or c not in OBJECTION_CLASSES:
+                raise DecodeError("schema_mismatch", f"objections[{i}] is not one of {', '.join(OBJECTION_CLASSES)}",
+                                  "objections")
 
 
 _AVRO_PY_TYPES: dict[str, tuple[type, ...]] = {

@@ -225,7 +225,8 @@ def _states(draw):
     ea = tuple(draw(_i64) if granted >> i & 1 else -1 for i in range(n))
     return C.make_state(draw(_i64), draw(_i64), granted, ga, ea, draw(st.integers(0, (1 << 64) - 1)),
                         draw(st.text(max_size=20).filter(lambda s: len(s.encode()) <= 64)), draw(st.booleans()),
-                        draw(st.integers(0, 255)), draw(st.integers(0, (1 << 32) - 1)))
+                        draw(st.integers(0, 255)), draw(st.integers(0, (1 << 32) - 1)),
+                        draw(st.integers(0, (1 << n) - 1)), draw(st.integers(0, (1 << 64) - 1)))
 
 
 @settings(max_examples=500, deadline=None)
@@ -240,9 +241,25 @@ def test_state_bytes_round_trip(state):
 def test_state_bytes_are_compact_and_stable():
     s = parse_consent(consent(granted=("personalization",), jurisdiction="EU"), "s-1", 3, V)
     data = state_to_bytes(s)
-    assert len(data) == 40 + 16 + 3
-    assert data[0] == 1  # format version
+    assert len(data) == 56 + 16 + 3
+    assert data[0] == 2  # format version (2: objected and gates masks)
     with pytest.raises(ValueError):
         state_from_bytes(data[:-1])
     with pytest.raises(ValueError):
-        state_from_bytes(b"\x02" + data[1:])
+        state_from_bytes(b"\x03" + data[1:])
+
+
+def test_version_1_state_bytes_are_read_but_never_trusted():
+    """A store written before bases, objections and signals: its bytes still read (the
+    worker does not stop), but the state's fingerprint is of the old formula, so it is
+    no consent under any vocabulary now and the next record of the subject replaces it."""
+    import struct
+    import zlib
+    old_fp = zlib.crc32(("\x1f".join(PURPOSES) + "\x1e" + "\x1f".join(CATEGORIES)).encode())
+    v1 = (struct.pack(">BBBBIqqQQ", 1, 0, 0, len(PURPOSES), old_fp, 100, 3, 0b1, 0b1)
+          + struct.pack(">qq", 50, C.NO_EXPIRY) + b"\x02EU")
+    s = state_from_bytes(v1)
+    assert C.wide(s).granted == 1 and C.wide(s).objected == 0 and C.wide(s).gates == 0
+    assert C.wide(s).vocab == old_fp != V.fingerprint
+    newer = merge(s, "s-1", consent(updated_at=1), 4, V)  # older updated_at, yet it wins: s is void
+    assert C.wide(newer).vocab == V.fingerprint and C.wide(newer).updated_at == 1

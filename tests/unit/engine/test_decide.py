@@ -35,8 +35,9 @@ def run(engine: str, event: dict, rec: dict | None, now: int = NOW, policy=POLIC
 
 
 def test_reason_codes_are_the_contract_list():
+    # codes are positions: a new reason is appended (objected, issue 11), the others keep theirs
     assert REASONS == ("anonymous", "no_consent", "purpose_denied", "before_grant", "expired", "opt_out",
-                       "region_blocked", "nothing_permitted")
+                       "region_blocked", "nothing_permitted", "objected")
 
 
 def test_emitted_offers_record():
@@ -147,7 +148,9 @@ def test_every_reason_code_is_reachable():
     ]
     for engine, ev, rec in cases:
         seen.add(run(engine, ev, rec)[0])
-    assert seen == set(REASONS)
+    # `objected` needs a record with objections, which this module's oracle check
+    # (reference.expected) does not model yet: tests/unit/engine/test_bases.py reaches it
+    assert seen == set(REASONS) - {"objected"}
 
 
 def test_partner_ads_projection_pseudonymizes_and_coarsens():
