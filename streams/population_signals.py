@@ -358,8 +358,10 @@ def draw_signals(r: Any, segment: str, granted: set[str], categories: dict[str, 
         else:
             outs = {n: 1 if r.random() < 0.7 else 2 for n in _OPT_OUTS}
         sub = r.random()
-        gpc_bit = None if sub < 0.4 else (r.random() < (0.6 if gpc else 0.1 if segment == "privacy_fundamentalist"
-                                                          else 0.03))
+        # the GPC subsection, when the CMP writes one: set for most who also told the shop,
+        # and for a few who did not (the browser sends it; the shop's form never asked)
+        gpc_bit = None if sub < 0.4 else (r.random() < (0.6 if gpc else 0.3 if segment == "privacy_fundamentalist"
+                                                          else 0.12))
         usnat = us_section(7, outs, gpc_bit, version=2 if r.random() < 0.8 else 1)
         usca = us_section(8, outs, gpc_bit)
         signals = {
