@@ -52,7 +52,9 @@ import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from streams.engine.reference_signals import SignalUnreadable, allowed_bases, effective, objection_classes
+from streams.engine.reference_signals import (
+    SignalUnreadable, allowed_bases, effective, objection_classes, signals_problem,
+)
 
 HOUR = 60 * 60 * 1000
 
@@ -370,13 +372,23 @@ def _expected(
     return ("emitted", result, sent)
 
 
+def consent_problem(record: dict) -> str | None:
+    """Why a consent record that passed its codec is still malformed by the rule (None: it
+    is not): a consent signal that does not decode, or ``objections`` that is not a list
+    of class names. ``pfilter verify`` expects such a record in the DLQ and its subject
+    blocked; the message names the rule, never a value (G6)."""
+    objections = record.get("objections")
+    if objections is not None and not (isinstance(objections, list) and all(isinstance(o, str) for o in objections)):
+        return "objections is not a list of class names"
+    return signals_problem(record)
+
+
 def _usable(consent: dict | None, policy: dict) -> dict[str, Any] | None:
     """``reference_signals.effective`` of the record, or None: no record, or one whose
     signals or objections make it malformed (fails closed like any malformed record)."""
     if consent is None:
         return None
-    objections = consent.get("objections")
-    if objections is not None and not (isinstance(objections, list) and all(isinstance(o, str) for o in objections)):
+    if consent_problem(consent) is not None:
         return None
     try:
         return effective(consent, policy)

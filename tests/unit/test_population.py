@@ -18,8 +18,8 @@ from streams import population as pop
 from streams import population_signals
 from streams.engine import reference
 from streams.engine import signals as engine_signals
-from streams.engine.policy import read_policy_file
 from streams.engine.reference_signals import signals_problem
+from tests.unit.reference_policy import policy_of_section_8
 from streams.population import (
     CATEGORIES,
     CLICK_TYPES,
@@ -167,19 +167,6 @@ ENGINES = {
         {"personalization", "third_party_sharing"}, True, {"browsing", "location"}, THIRD_PARTY_JURISDICTIONS,
     ),
 }
-
-
-def policy_of_section_8() -> dict[str, Any]:
-    """The default policy document with CONTRACT §8's bases and objection classes (as
-    ``reference_signals`` reads them) when its file does not state them yet."""
-    doc = read_policy_file(None)
-    if isinstance(doc["purposes"], list):
-        rules: dict[str, Any] = {p: {} for p in doc["purposes"]}
-        for p in ("marketing_email", "marketing_phone"):
-            rules[p] = {"bases": ["consent", "legitimate_interest"], "objections": ["direct_marketing"]}
-        rules["personalization"] = {"objections": ["profiling"]}
-        doc = dict(doc, purposes=rules)
-    return doc
 
 
 POLICY = policy_of_section_8()
