@@ -3,7 +3,8 @@
 This is the oracle the property tests and ``pfilter verify`` compare the
 engine against. It works on plain dicts: the parsed policy TOML (not the
 compiled policy), the raw consent record, the decoded event. It shares no code
-with ``decide.py``, ``policy.py`` or ``consent.py``: the event vocabulary
+with ``decide.py``, ``policy.py``, ``consent.py`` or the engine's signal decoders
+(``engine/signals/``; it has its own in ``reference_decoders``): the event vocabulary
 (CONTRACT §3) and the pseudonym scheme are written out again here on purpose.
 
 Conventions it states (and the engine must match):
