@@ -29,6 +29,17 @@ pre-drawn patterns per segment, and events are spliced together from
 pre-encoded JSON fragments (customers browse in sessions, so the per-subject
 part of an event is encoded once per session, not once per event).
 
+Consent as shops really record it (issue 11): some subjects carry the signals
+of a consent management platform (a TCF TC string in the EU and UK, a GPP
+string with usnat / usca sections and sometimes a GPC subsection in the US,
+Google Consent Mode flags anywhere), some are e-mailed on legitimate interest
+as existing customers (``marketing_email`` granted with ``basis``
+``legitimate_interest``), and some objected to direct marketing or profiling;
+the shares per segment are in ``streams.population_signals.SEGMENT_SIGNALS``.
+Signals mostly agree with the explicit record; a share of them is narrower, so
+that signal-narrowed drops occur. New fields appear only where they are not
+the default (no ``basis`` key for consent, no empty ``objections``).
+
 This module imports nothing from Kafka and, of the engine, only its leaf
 vocabulary (``streams.engine.vocab``: the event types).
 """
@@ -48,6 +59,7 @@ from typing import Any
 import orjson
 
 from streams.engine.vocab import CLICK_EVENT_TYPES, PURCHASE_EVENT_TYPES
+from streams.population_signals import SEGMENT_SIGNALS, draw_signals
 
 __all__ = [
     "CATEGORIES",
@@ -309,7 +321,11 @@ def segment_of(spec: PopulationSpec, i: int) -> str:
 # the records being identical.
 #   purposes: tuple of (purpose, status, granted_off | None, expires_off | None)
 #   categories: dict category -> bool (copied per record)
-_Pattern = tuple[tuple[tuple[str, str, int | None, int | None], ...], dict[str, bool], bool, int]
+#   extras: None, or (legitimate-interest e-mail, objections, signals by jurisdiction
+#           group, Consent Mode map): see ``population_signals.draw_signals``
+_Pattern = tuple[tuple[tuple[str, str, int | None, int | None], ...], dict[str, bool], bool, int, Any]
+#: Jurisdiction -> the key of ``draw_signals``' signals that a CMP there records.
+_SIGNAL_GROUP = {"EU": "EU", "UK": "EU", "US": "US", "US-CA": "US-CA"}
 
 
 def _u(r: random.Random, lo: float, hi: float) -> int:
@@ -386,11 +402,18 @@ def _segment_pattern(r: random.Random, segment: str) -> _Pattern:
     recent = r.random() < recent_p  # granted within the last hour: before_grant
     changes = [-signup]
     purposes = []
+    li_email = False
     for p in PURPOSES:
         if r.random() < grant[p]:
             status = "granted"
         elif r.random() < withdrawn_share:
             status = "withdrawn"
+        elif p == "marketing_email" and r.random() < SEGMENT_SIGNALS[segment][3]:
+            # no e-mail consent, but a customer since signup: mailed on legitimate interest
+            # (UWG §7(3)), a "grant" as old as the relationship and without expiry
+            li_email = True
+            purposes.append((p, "granted", -signup, None))
+            continue
         else:
             purposes.append((p, "denied", None, None))
             continue
@@ -419,7 +442,12 @@ def _segment_pattern(r: random.Random, segment: str) -> _Pattern:
         purposes.append((p, status, g_off, e_off))
     categories = {c: r.random() < cats[c] for c in CATEGORIES}
     gpc = r.random() < gpc_p
-    return tuple(purposes), categories, gpc, max(changes)
+    granted = {p for p, status, _g, _e in purposes if status == "granted"}
+    objections, signals, consent_mode = draw_signals(r, segment, granted, categories, gpc)
+    extras = None
+    if li_email or objections or signals or consent_mode:
+        extras = (li_email, objections, signals, consent_mode)
+    return tuple(purposes), categories, gpc, max(changes), extras
 
 
 @lru_cache(maxsize=16)
@@ -459,12 +487,29 @@ def consent_records(spec: PopulationSpec, now_ms: int) -> Iterator[dict[str, Any
 
 @lru_cache(maxsize=16)
 def _flat_patterns(seed: int) -> tuple[tuple[Any, ...], ...]:
-    """Patterns flattened for the hot loop: segment-major, 21 fields each."""
+    """Patterns flattened for the hot loop: segment-major, 22 fields each."""
     return tuple(
-        (*(x for _p, s, g, e in purposes for x in (s, g, e)), categories, gpc, u_off)
+        (*(x for _p, s, g, e in purposes for x in (s, g, e)), categories, gpc, u_off, extras)
         for per_segment in _patterns(seed)
-        for purposes, categories, gpc, u_off in per_segment
+        for purposes, categories, gpc, u_off, extras in per_segment
     )
+
+
+def _add_extras(rec: dict[str, Any], extras: tuple[bool, tuple[str, ...], Any, Any]) -> dict[str, Any]:
+    """The pattern's bases, objections and signals onto a fresh record (copies: records
+    must not share mutable parts)."""
+    li_email, objections, signals, consent_mode = extras
+    if li_email:
+        rec["purposes"]["marketing_email"]["basis"] = "legitimate_interest"
+    if objections:
+        rec["objections"] = list(objections)
+    if signals is not None:
+        group = _SIGNAL_GROUP.get(rec["jurisdiction"])
+        if group is not None:
+            rec.update(signals[group])
+    if consent_mode is not None:
+        rec["consent_mode"] = dict(consent_mode)
+    return rec
 
 
 def _consent_iter(spec: PopulationSpec, now_ms: int, lo: int, hi: int) -> Iterator[dict[str, Any]]:
@@ -485,11 +530,11 @@ def _consent_iter(spec: PopulationSpec, now_ms: int, lo: int, hi: int) -> Iterat
                     if w1 < bound:
                         break
                 (s0, g0, e0, s1, g1, e1, s2, g2, e2, s3, g3, e3, s4, g4, e4, s5, g5, e5,
-                 categories, gpc, u_off) = flat[(seg << 10) | (w2 & 1023)]
+                 categories, gpc, u_off, extras) = flat[(seg << 10) | (w2 & 1023)]
                 base = now_ms - ((w2 >> 10) & 0xFFFFF)
                 # Unrolled and inlined: this loop makes a million records in a
                 # few seconds.
-                yield {
+                rec = {
                     "subject_id": "s-%06d" % i,
                     "updated_at": base + u_off,
                     "purposes": {
@@ -511,6 +556,7 @@ def _consent_iter(spec: PopulationSpec, now_ms: int, lo: int, hi: int) -> Iterat
                     "gpc": gpc,
                     "tcf": None,
                 }
+                yield rec if extras is None else _add_extras(rec, extras)
             i += 1
 
 
@@ -1031,7 +1077,7 @@ _CHURN_WEIGHT = {
     "privacy_fundamentalist": 0.25,
 }
 _CHANGES = (("withdraw", 28), ("regrant", 24), ("short_expiry", 14), ("category", 12),
-            ("gpc", 10), ("move", 6), ("erase", 6))
+            ("gpc", 10), ("move", 6), ("erase", 6), ("object", 5))
 _CHANGE_TABLE = tuple(name for name, w in _CHANGES for _ in range(w))
 
 
@@ -1052,6 +1098,10 @@ def _copy_record(rec: dict[str, Any]) -> dict[str, Any]:
     out = dict(rec)
     out["purposes"] = {p: dict(v) for p, v in rec["purposes"].items()}
     out["categories"] = dict(rec["categories"])
+    if "objections" in rec:
+        out["objections"] = list(rec["objections"])
+    if "consent_mode" in rec:
+        out["consent_mode"] = dict(rec["consent_mode"])
     return out
 
 
@@ -1059,7 +1109,7 @@ def _signup(spec: PopulationSpec, i: int, t: int) -> dict[str, Any]:
     """A fresh record made at ``t`` (first consent, or consent after erasure)."""
     w0, w1, w2, *_ = _words(spec.seed, i)
     seg = _segment_index(_segment_table(tuple(spec.shares.items())), w1)
-    purposes_t, categories, gpc, _u_off = _patterns(spec.seed)[seg][w2 & 1023]
+    purposes_t, categories, gpc, _u_off, _extras = _patterns(spec.seed)[seg][w2 & 1023]
     purposes = {}
     for p, status, g, e in purposes_t:
         if status == "granted":
@@ -1085,7 +1135,8 @@ def churn(
 
     None is a tombstone (erasure). Changes are withdrawals, re-grants, short
     expiries, category toggles, GPC opt-outs, jurisdiction moves, erasures,
-    and first consents by subjects that had none; control addicts change
+    objections (GDPR Art. 21: direct marketing or profiling), and first
+    consents by subjects that had none; control addicts change
     most often. Each record is the subject's complete new state, starting
     from what :func:`consent_records` gave it at a ``now_ms`` no later than
     this one. Change ``k`` has ``updated_at = now_ms + (k + 1) * interval_ms``,
@@ -1161,6 +1212,11 @@ def _churn_iter(
                 purposes["third_party_sharing"]["status"] = "withdrawn"
             else:
                 rec["gpc"] = False  # switched the browser setting off again
+        elif change == "object":
+            # a GDPR Art. 21 objection, often by someone mailed on legitimate interest
+            cls = r.choice(("direct_marketing", "direct_marketing", "profiling"))
+            if cls not in rec.get("objections", ()):
+                rec["objections"] = [*rec.get("objections", ()), cls]
         elif change == "move":
             others = [(j, w) for j, w in zip(jurisdictions, jur_weights) if j != rec["jurisdiction"]]
             rec["jurisdiction"] = r.choices([j for j, _ in others], [w for _, w in others])[0]

@@ -9,7 +9,11 @@ the erasure notices and the DLQ, and checks with ``streams.engine.reference``
   ``decided_at``, permits that event for that engine with exactly those
   fields (a field the rule forbids, an altered value, or an output nobody
   decided is a violation);
-- the rule gives every ``dropped`` decision the same first failing reason;
+- the rule gives every ``dropped`` decision the same first failing reason
+  (``objected``, the basis check and drops narrowed by consent signals included:
+  the reference reads a record's bases, objections and TCF / GPP / Consent Mode
+  signals with its own decoders, ``engine/reference_decoders.py``, never the
+  engine's; a record whose signals they cannot read must be in the DLQ);
 - every decision record has the form of CONTRACT §7 (``decisions.record_problems``:
   one entry per engine in policy order, or a shared reason and no entries, or a
   ``dlq`` record without entries);
@@ -129,6 +133,10 @@ def run_verify(settings: Settings, *, exactly_once: bool = False) -> VerifyResul
             subject = key.decode() if key is not None else None
             if rec.get("subject_id") != subject:
                 raise ValueError("key mismatch")
+            # decoded by the codec, but a signal the reference's own decoders cannot read
+            # (or bad objections) makes it malformed too: DLQ, subject blocked (CONTRACT §3)
+            if reference.consent_problem(rec) is not None:
+                raise ValueError("malformed by the rule")
         except (DecodeError, ValueError, UnicodeDecodeError, AttributeError):
             bad_consent.add((topic, p, off))
             try:

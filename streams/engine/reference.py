@@ -3,16 +3,23 @@
 This is the oracle the property tests and ``pfilter verify`` compare the
 engine against. It works on plain dicts: the parsed policy TOML (not the
 compiled policy), the raw consent record, the decoded event. It shares no code
-with ``decide.py``, ``policy.py`` or ``consent.py``: the event vocabulary
+with ``decide.py``, ``policy.py``, ``consent.py`` or the engine's signal decoders
+(``engine/signals/``; it has its own in ``reference_decoders``): the event vocabulary
 (CONTRACT §3) and the pseudonym scheme are written out again here on purpose.
 
 Conventions it states (and the engine must match):
 - ``consent`` is the subject's current *valid* consent record, or None when
   there is none (never given, erased, or the newest one was malformed: fail
   closed). ``current_consent`` computes it from a subject's consent log;
-- a purpose is granted only when its status is ``"granted"``;
-  ``expires_at`` None means no expiry; a category is granted only when its
-  value is ``true``;
+- a purpose is granted only when its status is ``"granted"``, with a basis
+  (``consent`` when absent) the policy allows for it; ``expires_at`` None means
+  no expiry; a category is granted only when its value is ``true``; the record's
+  consent signals (``tcf``, ``gpp``, ``consent_mode``, ``sec_gpc``) then narrow
+  purposes, categories and ``gpc``, and a record whose signals do not decode
+  counts as no consent (``reference_signals`` states how, with the oracle's own
+  decoders in ``reference_decoders``);
+- step 1a: a purpose the engine needs that belongs to an objection class the
+  record's ``objections`` names drops the event as ``objected``;
 - an event's fields are those of its event type (§3), and the context fields;
   an event of an unknown type may carry any field of any type; fields are
   read only where the §3 shape has them; None counts as absent, and so does a
@@ -45,6 +52,10 @@ from typing import Any
 import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from streams.engine.reference_signals import (
+    SignalUnreadable, allowed_bases, effective, objection_classes, signals_problem,
+)
 
 HOUR = 60 * 60 * 1000
 
@@ -245,7 +256,7 @@ def expected_decision(
     the categories (in the policy's order) whose fields the output carries."""
     if event.get("subject_id") is None:
         return {"outcome": "decided", "reason": "anonymous", "engines": []}
-    if consent is None:
+    if _usable(consent, policy) is None:
         return {"outcome": "decided", "reason": "no_consent", "engines": []}
     entries = []
     for engine in policy["engines"]:
@@ -270,11 +281,22 @@ def _expected(
     if consent is None:
         return ("dropped", "no_consent", [])
 
-    # 2. purposes: granted, then granted at or before ts, then not expired
-    purposes = consent.get("purposes") or {}
+    eff = _usable(consent, policy)
+    if eff is None:  # its signals do not decode: malformed, the subject fails closed
+        return ("dropped", "no_consent", [])
     needs = engine["needs"]
+
+    # 1a. an objection (GDPR Art. 21) to a class a needed purpose belongs to: absolute
+    objections = set(consent.get("objections") or [])
     for p in needs:
-        if (purposes.get(p) or {}).get("status") != "granted":
+        if objections & set(objection_classes(policy, p)):
+            return ("dropped", "objected", [])
+
+    # 2. purposes: granted with an allowed basis, then granted at or before ts, then not expired
+    granted = {p: e for p, e in eff["purposes"].items() if (e.get("basis") or "consent") in allowed_bases(policy, p)}
+    purposes = {} if engine_name in eff["closed_engines"] else granted
+    for p in needs:
+        if p not in purposes:
             return ("dropped", "purpose_denied", [])
     for p in needs:
         if not purposes[p]["granted_at"] <= ts:
@@ -286,9 +308,9 @@ def _expected(
 
     # 3. third parties: opt-out signal, then the sharing purpose
     if engine["party"] == "third":
-        if consent["gpc"]:
+        if eff["gpc"]:
             return ("dropped", "opt_out", [])
-        if (purposes.get("third_party_sharing") or {}).get("status") != "granted":
+        if "third_party_sharing" not in granted:
             return ("dropped", "purpose_denied", [])
 
     # 4. jurisdiction
@@ -297,7 +319,7 @@ def _expected(
 
     # 5. projection
     transforms = engine.get("transforms", {})
-    granted_categories = [c for c, v in (consent.get("categories") or {}).items() if v is True]
+    granted_categories = [c for c, v in eff["categories"].items() if v is True]
     out: dict[str, Any] = {}
     something = False
     sent: list[str] = []
@@ -349,6 +371,30 @@ def _expected(
     result["purposes"] = relied
     result["engine"] = engine_name
     return ("emitted", result, sent)
+
+
+def consent_problem(record: dict) -> str | None:
+    """Why a consent record that passed its codec is still malformed by the rule (None: it
+    is not): a consent signal that does not decode, or ``objections`` that is not a list
+    of class names. ``pfilter verify`` expects such a record in the DLQ and its subject
+    blocked; the message names the rule, never a value (G6)."""
+    objections = record.get("objections")
+    if objections is not None and not (isinstance(objections, list) and all(isinstance(o, str) for o in objections)):
+        return "objections is not a list of class names"
+    return signals_problem(record)
+
+
+def _usable(consent: dict | None, policy: dict) -> dict[str, Any] | None:
+    """``reference_signals.effective`` of the record, or None: no record, or one whose
+    signals or objections make it malformed (fails closed like any malformed record)."""
+    if consent is None:
+        return None
+    if consent_problem(consent) is not None:
+        return None
+    try:
+        return effective(consent, policy)
+    except SignalUnreadable:
+        return None
 
 
 def _leaves(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -15,6 +15,11 @@ import orjson
 import pytest
 
 from streams import population as pop
+from streams import population_signals
+from streams.engine import reference
+from streams.engine import signals as engine_signals
+from streams.engine.reference_signals import signals_problem
+from tests.unit.reference_policy import policy_of_section_8
 from streams.population import (
     CATEGORIES,
     CLICK_TYPES,
@@ -102,16 +107,23 @@ def check_event_shape(e: dict[str, Any]) -> None:
         assert all(isinstance(v, str) and v for v in e["shipping_address"].values())
 
 
+CONSENT_FIELDS = {"subject_id", "updated_at", "purposes", "categories", "jurisdiction", "gpc", "tcf"}
+#: Optional fields (issue 11), present only when not the default.
+OPTIONAL_CONSENT_FIELDS = {"gpp", "consent_mode", "objections"}
+
+
 def check_consent_shape(rec: dict[str, Any], now: int | None = None) -> None:
     """Assert that ``rec`` is a consent record as CONTRACT.md §3 describes."""
-    assert set(rec) == {"subject_id", "updated_at", "purposes", "categories", "jurisdiction", "gpc", "tcf"}
+    assert CONSENT_FIELDS <= set(rec) <= CONSENT_FIELDS | OPTIONAL_CONSENT_FIELDS, set(rec)
     assert isinstance(rec["subject_id"], str)
     assert isinstance(rec["updated_at"], int)
     if now is not None:
         assert rec["updated_at"] <= now
     assert set(rec["purposes"]) == set(PURPOSES)
     for p, v in rec["purposes"].items():
-        assert set(v) == {"status", "granted_at", "expires_at"}, p
+        assert set(v) - {"basis"} == {"status", "granted_at", "expires_at"}, p
+        if "basis" in v:  # only the legitimate-interest e-mail grants name one
+            assert p == "marketing_email" and v["basis"] == "legitimate_interest" and v["status"] != "denied"
         assert v["status"] in ("granted", "denied", "withdrawn")
         if v["status"] == "denied":
             assert v["granted_at"] is None and v["expires_at"] is None
@@ -123,7 +135,18 @@ def check_consent_shape(rec: dict[str, Any], now: int | None = None) -> None:
     assert all(isinstance(b, bool) for b in rec["categories"].values())
     assert rec["jurisdiction"] in JURISDICTIONS
     assert isinstance(rec["gpc"], bool)
-    assert rec["tcf"] is None
+    # (which jurisdictions have which signal: test_signals_follow_the_jurisdiction; churn moves people)
+    assert rec["tcf"] is None or isinstance(rec["tcf"], str)
+    if "gpp" in rec:
+        assert isinstance(rec["gpp"], str)
+        assert rec["tcf"] is None  # an EU CMP sends one or the other
+    if "consent_mode" in rec:
+        assert set(rec["consent_mode"]) == {"ad_storage", "ad_user_data", "ad_personalization", "analytics_storage"}
+        assert set(rec["consent_mode"].values()) <= {"granted", "denied"}
+    if "objections" in rec:
+        assert rec["objections"] and set(rec["objections"]) <= {"direct_marketing", "profiling"}
+        assert len(set(rec["objections"])) == len(rec["objections"])
+    assert signals_problem(rec) is None  # the reference's decoders read every signal
 
 
 # The default policy's fields per category (CONTRACT.md §8), top-level or in context.
@@ -146,36 +169,13 @@ ENGINES = {
 }
 
 
-def reason(e: dict[str, Any], c: dict[str, Any] | None, engine: str, now: int) -> str:
-    """A compact CONTRACT.md §5 rule, enough to see which reasons the data triggers."""
-    needs, third, may, jurisdictions = ENGINES[engine]
-    if e.get("subject_id") is None:
-        return "anonymous"
-    if c is None:
-        return "no_consent"
-    ps = c["purposes"]
-    if any(ps[p]["status"] != "granted" for p in needs):
-        return "purpose_denied"
-    if any(ps[p]["granted_at"] > e["ts"] for p in needs):
-        return "before_grant"
-    for p in needs:
-        exp = ps[p]["expires_at"]
-        if exp is not None and not (now < exp and e["ts"] < exp):
-            return "expired"
-    if third:
-        if c["gpc"]:
-            return "opt_out"
-        if ps["third_party_sharing"]["status"] != "granted":
-            return "purpose_denied"
-    if jurisdictions is not None and c["jurisdiction"] not in jurisdictions:
-        return "region_blocked"
-    present = {k for k, v in e.items() if v is not None} | {
-        f"context.{k}" for k, v in e["context"].items() if v is not None
-    }
-    for cat in may:
-        if c["categories"][cat] and present & CATEGORY_FIELDS[cat]:
-            return "emitted"
-    return "nothing_permitted"
+POLICY = policy_of_section_8()
+
+
+def reason(e: dict[str, Any], c: dict[str, Any] | None, engine: str, now: int, policy: dict | None = None) -> str:
+    """The CONTRACT.md §5 rule (the reference's), to see which reasons the data triggers."""
+    outcome, what = reference.expected(e, c, engine, policy or POLICY, now, b"population-test")
+    return "emitted" if outcome == "emitted" else what
 
 
 def digest(spec: PopulationSpec) -> str:
@@ -375,8 +375,9 @@ def test_segments_behave_differently() -> None:
     assert share("privacy_fundamentalist", lambda r: r["gpc"]) > 0.6
     assert share("brand_loyalist", lambda r: r["gpc"]) < 0.1
     # control addicts: every grant expires within days of now, many already have
-    addict_grants = [
-        v for r in by_segment["control_addict"] for v in r["purposes"].values() if v["status"] == "granted"
+    addict_grants = [  # (a legitimate-interest basis lasts as long as the customer relationship)
+        v for r in by_segment["control_addict"] for v in r["purposes"].values()
+        if v["status"] == "granted" and "basis" not in v
     ]
     assert all(
         v["expires_at"] is not None and abs(v["expires_at"] - NOW) < 3 * 24 * HOUR for v in addict_grants
@@ -482,7 +483,7 @@ def test_every_reason_occurs(
         for engine in ENGINES:
             reasons[reason(e, c, engine, NOW)] += 1
     expected = {
-        "anonymous", "no_consent", "purpose_denied", "before_grant", "expired",
+        "anonymous", "no_consent", "objected", "purpose_denied", "before_grant", "expired",
         "opt_out", "region_blocked", "nothing_permitted", "emitted",
     }
     assert expected <= set(reasons), reasons
@@ -492,6 +493,109 @@ def test_every_reason_occurs(
 def test_click_events_are_compact() -> None:
     sizes = [len(raw) for kind, raw, _ in event_bytes(SPEC, NOW, 5_000) if kind == "click"]
     assert 250 < sum(sizes) / len(sizes) < 450
+
+
+# --------------------------------------------------------------------------
+# consent signals, legal bases, objections (issue 11)
+# --------------------------------------------------------------------------
+
+
+def test_signals_decode_with_the_engine_decoders_too(consent_map: dict[str, dict[str, Any]]) -> None:
+    n = 0
+    for rec in consent_map.values():
+        if rec["tcf"] is not None:
+            engine_signals.decode_tcf(rec["tcf"])
+            n += 1
+        if "gpp" in rec:
+            engine_signals.decode_gpp(rec["gpp"])
+            n += 1
+        if "consent_mode" in rec:
+            engine_signals.parse_consent_mode(rec["consent_mode"])
+            n += 1
+    assert n > 1_000
+
+
+def test_signals_follow_the_jurisdiction(consent_map: dict[str, dict[str, Any]]) -> None:
+    from streams.engine.reference_decoders import decode_gpp
+
+    seen: collections.Counter[tuple[str, str]] = collections.Counter()
+    for rec in consent_map.values():
+        j = rec["jurisdiction"]
+        if rec["tcf"] is not None:
+            seen[(j, "tcf")] += 1
+        if "gpp" in rec:
+            for sid, _kind, _data in decode_gpp(rec["gpp"]):
+                seen[(j, f"gpp{sid}")] += 1
+        if "consent_mode" in rec:
+            seen[(j, "consent_mode")] += 1
+    kinds = {k for _j, k in seen}
+    assert {"tcf", "gpp2", "gpp7", "gpp8", "consent_mode"} <= kinds
+    for j, kind in seen:
+        if kind == "tcf" or kind == "gpp2":
+            assert j in ("EU", "UK")
+        elif kind == "gpp7":
+            assert j in ("US", "US-CA")
+        elif kind == "gpp8":
+            assert j == "US-CA"
+    assert seen[("EU", "tcf")] > 5 * seen[("EU", "gpp2")] > 0
+    assert not any(seen[(j, k)] for j in ("BR", "IN", "CN") for k in ("tcf", "gpp2", "gpp7", "gpp8"))
+
+
+def test_segments_differ_in_bases_and_objections() -> None:
+    spec = PopulationSpec(subjects=10_000, seed=2)
+    by_segment: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for i in range(spec.subjects):
+        rec = consent_of(spec, i, NOW)
+        if rec is not None:
+            by_segment[segment_of(spec, i)].append(rec)
+
+    def share(segment: str, pred: Any) -> float:
+        return sum(1 for r in by_segment[segment] if pred(r)) / len(by_segment[segment])
+
+    def li(r: dict[str, Any]) -> bool:
+        return r["purposes"]["marketing_email"].get("basis") == "legitimate_interest"
+
+    def objected(cls: str) -> Any:
+        return lambda r: cls in r.get("objections", ())
+
+    assert share("convenience_seeker", li) > 0.15 > share("privacy_fundamentalist", li)
+    assert share("brand_loyalist", li) > 0.03
+    assert share("privacy_fundamentalist", objected("direct_marketing")) > 0.15
+    assert share("privacy_fundamentalist", objected("profiling")) > 0.07
+    assert share("brand_loyalist", objected("direct_marketing")) < 0.04
+    assert share("brand_loyalist", objected("profiling")) < 0.02
+    signals = {seg: share(seg, lambda r: r["tcf"] is not None or "gpp" in r) for seg in SEGMENTS}
+    assert all(0.15 < v < 0.6 for v in signals.values()), signals
+
+
+def test_legitimate_interest_subjects_get_email(
+    sample_events: list[dict[str, Any]], consent_map: dict[str, dict[str, Any]]
+) -> None:
+    got: collections.Counter[str] = collections.Counter()
+    for e in sample_events:
+        c = consent_map.get(e["subject_id"]) if e["subject_id"] else None
+        if c is not None and c["purposes"]["marketing_email"].get("basis") == "legitimate_interest":
+            got[reason(e, c, "email", NOW)] += 1
+    assert got["emitted"] >= 10 and got["objected"] >= 1, got
+
+
+def test_signals_narrow_some_decisions(
+    sample_events: list[dict[str, Any]], consent_map: dict[str, dict[str, Any]]
+) -> None:
+    changed: collections.Counter[tuple[str, str]] = collections.Counter()
+    for e in sample_events:
+        c = consent_map.get(e["subject_id"]) if e["subject_id"] else None
+        if c is None or (c["tcf"] is None and "gpp" not in c and "consent_mode" not in c):
+            continue
+        bare = {k: v for k, v in c.items() if k not in ("gpp", "consent_mode")} | {"tcf": None}
+        for engine in ENGINES:
+            with_signals, without = reason(e, c, engine, NOW), reason(e, bare, engine, NOW)
+            if with_signals != without:
+                assert without != "objected" and with_signals != "emitted", (engine, without, with_signals)
+                changed[(engine, with_signals)] += 1
+    assert changed[("offers", "purpose_denied")] >= 10, changed
+    assert changed[("partner_ads", "purpose_denied")] >= 10, changed
+    assert changed[("partner_ads", "opt_out")] >= 5, changed
 
 
 # --------------------------------------------------------------------------
@@ -547,7 +651,10 @@ def test_churn_has_every_kind_of_change() -> None:
             seen["move"] += 1
         if rec["categories"] != before["categories"]:
             seen["category"] += 1
-    kinds = ("erasure", "first_consent", "withdrawal", "grant", "short_expiry", "gpc_opt_out", "move", "category")
+        if len(rec.get("objections", ())) > len(before.get("objections", ())):
+            seen["objection"] += 1
+    kinds = ("erasure", "first_consent", "withdrawal", "grant", "short_expiry", "gpc_opt_out", "move", "category",
+             "objection")
     for kind in kinds:
         assert seen[kind] > 0, (kind, seen)
     # control addicts are 10% of subjects but change their minds most often
@@ -599,6 +706,7 @@ def test_pii_rich_consent_grants_everything() -> None:
 
 
 def test_module_uses_no_global_random() -> None:
-    source = Path(pop.__file__).read_text()
-    for call in ("random.random(", "random.choice(", "random.randint(", "random.shuffle(", "random.seed("):
-        assert call not in source
+    for module in (pop, population_signals):
+        source = Path(module.__file__).read_text()
+        for call in ("random.random(", "random.choice(", "random.randint(", "random.shuffle(", "random.seed("):
+            assert call not in source

@@ -51,3 +51,46 @@ def test_exactly_once_accepts_no_redo() -> None:
     res = VerifyResult(exactly_once=True)
     _check(res, first, [first, again])
     assert res.redone == 0 and res.unaccounted == 1
+
+
+# ------------------------------------------------------------------ issue 11: objections, bases, signals
+def _judge(engine: str, rec: dict, outcome: str, reason: str | None, event: dict | None = None) -> VerifyResult:
+    from tests.unit.reference_policy import policy_of_section_8
+
+    event = event or page_view("e-1", "s-1", NOW - 1000)
+    d = dict(_decision(NOW), engine=engine, outcome=outcome, reason=reason, consent_version=rec["updated_at"])
+    res = VerifyResult()
+    _check_decision(res, d, event, {"s-1": {rec["updated_at"]: rec}}, engine, policy_of_section_8(), SECRET, {},
+                    set(), "clickstream[0]@7", [d])
+    return res
+
+
+def _objecting_li_subject() -> dict:
+    c = consent("s-1", NOW - DAY)
+    c["purposes"]["marketing_email"] = {"status": "granted", "granted_at": NOW - 9 * DAY, "expires_at": None,
+                                        "basis": "legitimate_interest"}
+    c["objections"] = ["direct_marketing"]
+    return c
+
+
+def test_an_objected_drop_is_judged_by_the_reference() -> None:
+    from tests.integration.kit import purchase
+
+    rec, buy = _objecting_li_subject(), purchase("e-1", "s-1", NOW - 1000)
+    assert _judge("email", rec, "dropped", "objected", buy).ok
+    wrong = _judge("email", rec, "dropped", "purpose_denied", buy)
+    assert wrong.mismatches == 1 and "the rule says 'objected'" in wrong.violations[0]
+    leaked = _judge("email", rec, "emitted", None, buy)
+    assert not leaked.ok and "the rule says dropped (objected)" in leaked.violations[0]
+
+
+def test_a_signal_narrowed_drop_is_judged_by_the_reference() -> None:
+    from streams.population_signals import PARTNER_VENDOR_ID, tc_string
+
+    rec = consent("s-1", NOW - DAY)
+    rec["tcf"] = tc_string([1, 2, 3, 4, 6], [1], [PARTNER_VENDOR_ID])  # no purpose 5: personalization denied
+    assert _judge("offers", rec, "dropped", "purpose_denied").ok
+    leaked = _judge("offers", rec, "emitted", None)
+    assert not leaked.ok and "the rule says dropped (purpose_denied)" in leaked.violations[0]
+    ignored = _judge("offers", rec, "dropped", "nothing_permitted")
+    assert ignored.mismatches == 1
