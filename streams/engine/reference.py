@@ -373,14 +373,25 @@ def _expected(
     return ("emitted", result, sent)
 
 
+#: CONTRACT §3: the values a record may give (anything else makes it malformed; fails closed)
+LEGAL_BASES = (None, "consent", "legitimate_interest")
+OBJECTION_CLASSES = ("direct_marketing", "profiling")
+
+
 def consent_problem(record: dict) -> str | None:
     """Why a consent record that passed its codec is still malformed by the rule (None: it
     is not): a consent signal that does not decode, or ``objections`` that is not a list
     of class names. ``pfilter verify`` expects such a record in the DLQ and its subject
     blocked; the message names the rule, never a value (G6)."""
     objections = record.get("objections")
-    if objections is not None and not (isinstance(objections, list) and all(isinstance(o, str) for o in objections)):
-        return "objections is not a list of class names"
+    if objections is not None and not (isinstance(objections, list)
+                                       and all(o in OBJECTION_CLASSES for o in objections)):
+        return "objections is not a list of known class names"
+    purposes = record.get("purposes")
+    if isinstance(purposes, dict):
+        for entry in purposes.values():
+            if isinstance(entry, dict) and entry.get("basis") not in LEGAL_BASES:
+                return "a purpose's basis is not a known legal basis"
     return signals_problem(record)
 
 

@@ -74,7 +74,8 @@ _SIGNAL_FIELDS = ("tcf", "gpp", "consent_mode")
 
 
 def _purpose_rule(policy: dict, purpose: str) -> dict:
-    table = policy.get("purposes")
+    """The policy's ``[purpose_rules.<purpose>]`` table (README "Policy format")."""
+    table = policy.get("purpose_rules")
     if isinstance(table, dict):
         return table.get(purpose) or {}
     return {}

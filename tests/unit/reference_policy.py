@@ -1,6 +1,5 @@
-"""The default policy document as the reference reads it, with CONTRACT §8's legal bases
-and objection classes (``[purposes.<name>] bases / objections``) added when the shipped
-file does not state them yet; a no-op once it does."""
+"""The default policy document as the reference reads it: the shipped file states CONTRACT
+§8's legal bases and objection classes (``[purpose_rules.<name>] bases / objections``)."""
 
 from __future__ import annotations
 
@@ -11,10 +10,5 @@ from streams.engine.policy import read_policy_file
 
 def policy_of_section_8() -> dict[str, Any]:
     doc = read_policy_file(None)
-    if isinstance(doc["purposes"], list):
-        rules: dict[str, Any] = {p: {} for p in doc["purposes"]}
-        for p in ("marketing_email", "marketing_phone"):
-            rules[p] = {"bases": ["consent", "legitimate_interest"], "objections": ["direct_marketing"]}
-        rules["personalization"] = {"objections": ["profiling"]}
-        doc = dict(doc, purposes=rules)
+    assert doc["purpose_rules"]["marketing_email"]["bases"] == ["consent", "legitimate_interest"]
     return doc

@@ -196,7 +196,7 @@ def test_a_basis_the_policy_does_not_allow_is_no_grant():
     assert decide(buy, rec, "offers") == "emitted"
     # a policy that states no bases allows consent only
     plain = copy.deepcopy(POLICY)
-    plain["purposes"] = list(POLICY["purposes"])
+    plain.pop("purpose_rules", None)
     assert decide(buy, li_email_record(), "email", plain) == "purpose_denied"
     assert decide(buy, li_email_record(objections=["direct_marketing"]), "email", plain) == "purpose_denied"
 
@@ -246,3 +246,14 @@ def test_the_policy_signals_table_is_used_when_present():
     tc_no_5 = tc_string([1, 2, 3, 4, 6], [], [])
     assert decide(click(), record(tcf=tc_no_5), "offers", other) == "emitted"
     assert decide(click(), record(tcf=tc_no_5), "offers") == "purpose_denied"
+
+
+def test_an_unknown_basis_or_objection_class_makes_the_record_malformed():
+    """As the engine: a value outside CONTRACT §3's sets fails closed (DLQ, subject blocked)."""
+    from streams.engine.reference import consent_problem
+
+    ok = {"subject_id": "s", "purposes": {"marketing_email": {"status": "granted", "basis": "legitimate_interest"}},
+          "objections": ["profiling"]}
+    assert consent_problem(ok) is None
+    assert consent_problem({**ok, "purposes": {"marketing_email": {"status": "granted", "basis": "contract"}}})
+    assert consent_problem({**ok, "objections": ["spam"]})

@@ -145,12 +145,11 @@ def test_every_reason_code_is_reachable():
         ("offers", click(), consent(expires_at=NOW - 1)), ("partner_ads", click(), consent(gpc=True)),
         ("partner_ads", click(), consent(jurisdiction="CN")),
         ("offers", click(), consent(categories=())),
+        ("offers", click(), consent(objections=["profiling"])),
     ]
     for engine, ev, rec in cases:
         seen.add(run(engine, ev, rec)[0])
-    # `objected` needs a record with objections, which this module's oracle check
-    # (reference.expected) does not model yet: tests/unit/engine/test_bases.py reaches it
-    assert seen == set(REASONS) - {"objected"}
+    assert seen == set(REASONS)
 
 
 def test_partner_ads_projection_pseudonymizes_and_coarsens():
