@@ -152,19 +152,6 @@ def opened(records, ring, fmt: str = "json"):  # noqa: ANN001, ANN201
     return out
 
 
-def plaintext_doc() -> dict[str, Any]:
-    """The default policy without its ``encrypt`` transforms (for the native engine, which
-    does not implement them: ``NativeFilter`` refuses an encrypting policy)."""
-    doc = default_doc()
-    for e in doc["engines"]:
-        tr = {f: t for f, t in e.get("transforms", {}).items() if t != "encrypt"}
-        if tr:
-            e["transforms"] = tr
-        else:
-            e.pop("transforms", None)
-    return doc
-
-
 class Deterministic:
     """Data keys, key versions and wrap nonces from a seeded generator, so that two filters
     fed the same stream create byte-identical keys (production draws them from the OS)."""

@@ -15,7 +15,9 @@ from streams.engine.batch import Filter  # noqa: E402
 from streams.engine.native import NativeFilter  # noqa: E402
 from streams.engine.policy import compile_policy  # noqa: E402
 
-from .helpers import NOW, SECRET, click, consent, plaintext_doc, purchase  # noqa: E402
+from bench.engine import plaintext_doc  # noqa: E402
+
+from .helpers import NOW, SECRET, click, consent, purchase  # noqa: E402
 from .test_bases import JSON, T, crec, erec, li_email, tc, usnat  # noqa: E402
 
 POLICY = compile_policy(plaintext_doc(), secret=SECRET)  # the native engine does not encrypt
