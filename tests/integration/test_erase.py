@@ -74,6 +74,7 @@ def test_erase_receipt_with_a_worker(topics: Settings, tmp_path: Path, runtime: 
         res = erase(s, SUBJECT, "--json", "--scan", "--timeout", "60")
         assert res.exit_code == 0, res.output
         r = orjson.loads(res.stdout)
+        print(f"\nreceipt ({runtime}): {res.stdout}")  # pytest -s shows a real receipt
 
         # both tombstones acknowledged, and readable back as null values where the receipt says
         ct, kt = r["consent_tombstone"], r["key_tombstone"]
