@@ -14,22 +14,13 @@ from streams.config import Settings
 from streams.population_signals import gpp_string, tc_string, us_section
 from streams.verify import render_report, run_verify
 from tests.integration import kit
+from tests.integration.test_worker import topics  # noqa: F401  (both runtimes: the same fixture)
 
 pytestmark = pytest.mark.kafka
 
 ENGINES = ("offers", "email", "partner_ads")
 PARTNER_VENDOR = 755  # the default policy's [signals.tcf.engines.partner_ads] vendor_id
 USNAT = 7
-
-
-@pytest.fixture(params=["faust", "fast"])
-def topics(kafka_settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    s = kafka_settings.model_copy(update={
-        "runtime": request.param,
-        "processing_guarantee": "exactly_once" if request.param == "fast" else "at_least_once",
-    })
-    kit.setup_topics(s)
-    return s
 
 
 def _reasons(ds: list[dict], event_id: str) -> dict[str, str]:
