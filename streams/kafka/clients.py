@@ -14,6 +14,7 @@ of the project starts from, so no client can connect without them.
 
 from __future__ import annotations
 
+import logging
 import ssl
 import time
 from collections.abc import Callable
@@ -93,8 +94,26 @@ def base_config(settings: Settings, bootstrap: str | None = None) -> dict[str, A
     return {"bootstrap.servers": bootstrap or settings.bootstrap, **security_config(settings)}
 
 
+#: Where admin clients' librdkafka log lines go. Without a logger librdkafka prints
+#: its own lines straight to stderr from its threads, even after the CLI has printed
+#: its one-line error (a refused connection gave ~100 "Connect ... failed" lines, some
+#: after the "Error:" line). Every admin call reports its failure as an exception that
+#: we turn into one line, so its chatter belongs at debug level only.
+class _DebugLog:
+    """A librdkafka ``logger`` that writes every line at debug level, whatever its severity."""
+
+    def __init__(self, name: str) -> None:
+        self._log = logging.getLogger(name)
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        self._log.debug(msg, *args)
+
+
+RDKAFKA_ADMIN_LOG = _DebugLog("streams.kafka.rdkafka.admin")
+
+
 def admin_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    return {**base_config(settings), **overrides}
+    return {**base_config(settings), "logger": RDKAFKA_ADMIN_LOG, **overrides}
 
 
 def plain_consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:

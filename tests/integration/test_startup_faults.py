@@ -42,6 +42,9 @@ def _refused(s: Settings, runtime: str, *needles: str) -> str:
     last = lines[-1]
     assert last.startswith("Error: "), proc.stderr  # one line, no traceback
     assert "Traceback" not in proc.stderr, proc.stderr
+    # librdkafka's own stderr lines ("%3|...|FAIL|rdkafka#producer-1| ... Connect ... failed")
+    # came ~100 to a refused start, some after the "Error:" line, from the admin clients
+    assert "|rdkafka#" not in proc.stderr, proc.stderr
     for n in needles:
         assert n in last, last
     return last
