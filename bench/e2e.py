@@ -134,6 +134,7 @@ RSS per subject.
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 import time
 import uuid
@@ -167,6 +168,9 @@ class E2E(SetupPhases, WorkerPhases, PeerPhases):
         self.work = Path(base.state_dir) / "e2e" / self.run_id
         self.work.mkdir(parents=True, exist_ok=True)
         self.secret = base.pseudonym_key or (None if base.pseudonym_key_file else f"e2e-only-secret-{self.run_id}")
+        # the default policy encrypts email's fields, so the worker needs a KEK; a throwaway one
+        # per run unless the operator gives theirs (the bench's outputs are never read back)
+        self.kek = base.kek or (None if base.kek_file else secrets.token_hex(32))
         self.results: dict[str, Any] = {"run": self.run_id}
         self.idle_events = 0
         self.n_consent = 0

@@ -18,6 +18,8 @@ class SetupPhases:
 
     base: Settings
     opts: E2EOptions
+    secret: str | None
+    kek: str | None
     say: Callable[[str], None]
     results: dict[str, Any]
 
@@ -33,10 +35,16 @@ class SetupPhases:
             "topic_decisions": f"{pre}{name}.decisions",
             "topic_erasures": f"{pre}{name}.erasures",
             "topic_dlq": f"{pre}{name}.dlq",
+            # keys and notices are the worker's own state too (data keys restored on assignment,
+            # notice schedule): per phase, so no phase restores another's, and created with the
+            # rest by create_topics; a shared, missing keys topic stalled the worker's restore
+            "topic_keys": f"{pre}{name}.keys",
+            "topic_notices": f"{pre}{name}.notices",
             "group_id": f"e2e-{self.run_id}-{name}",
             "state_dir": self.work / name,
             "web_port": free_port(),
             "pseudonym_key": self.secret,
+            "kek": self.kek,
         }
         upd.update(changes)
         return self.base.model_copy(update=upd)

@@ -62,6 +62,12 @@ def policy_for_topics(settings: Settings):  # -> CompiledPolicy
     return _with_topics(_load(settings.policy_file, secret=secret), settings)
 
 
+def state_topics(settings: Settings, policy) -> list[str]:  # noqa: ANN001 - CompiledPolicy
+    """The topics partitioned like consent that a worker keeps its own state in: notices,
+    and data keys when the policy encrypts (start-up checks they exist, co-partitioned)."""
+    return [settings.topic_notices, *([settings.topic_keys] if policy.encrypts else [])]
+
+
 def topic_names(settings: Settings):  # -> TopicNames
     from streams.engine.batch import TopicNames
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -191,10 +192,15 @@ def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
     return {t: len(md.topics[t].partitions) for t in topics if t in md.topics}
 
 
-def require_copartitioned(settings: Settings) -> int:
+def require_copartitioned(settings: Settings, state_topics: Sequence[str] = ()) -> int:
     """The worker's start-up check: the brokers answer, the inputs exist and share a partition
     count, and the consent topic is compacted (a deleting consent topic would lose consent
-    state, and with it the grants, after its retention)."""
+    state, and with it the grants, after its retention).
+
+    ``state_topics`` (notices, and keys when the policy encrypts) are partitioned like
+    consent, since partition p of each belongs to the owner of consent partition p: each must
+    exist with the same count. A missing keys topic otherwise showed only as a key restore
+    that waited on a topic that never came, until the loop watchdog ended the worker."""
     inputs = [settings.topic_clickstream, settings.topic_purchases, settings.topic_consent]
     admin = _admin(settings)
     md = _metadata(settings, admin)
@@ -220,7 +226,7 @@ def require_copartitioned(settings: Settings) -> int:
             # a principal without DescribeConfigs cannot check; the operator's `topics check` can
             log.warning("cannot check that the consent topic is compacted (no DescribeConfigs ACL) %s",
                         kv(topic=consent))
-            return next(iter(counts.values()))
+            return _state_topics_like_consent(settings, md, state_topics, counts[consent])
         raise TopicError(f"could not read the configuration of topic {consent!r}: {exc}") from None
     policy = cfg["cleanup.policy"].value if "cleanup.policy" in cfg else None
     if "compact" not in (policy or ""):
@@ -228,4 +234,15 @@ def require_copartitioned(settings: Settings) -> int:
             f"consent topic {consent!r} has cleanup.policy={policy!r}: it must be compacted "
             "(cleanup.policy=compact), or consent state is lost after retention; see `pfilter topics check`"
         )
-    return next(iter(counts.values()))
+    return _state_topics_like_consent(settings, md, state_topics, counts[consent])
+
+
+def _state_topics_like_consent(settings: Settings, md: Any, topics: Sequence[str], want: int) -> int:
+    for t in topics:
+        if t not in md.topics:
+            raise TopicError(f"state topic {t!r} does not exist; run `pfilter topics create` first")
+        n = len(md.topics[t].partitions)
+        if n != want:
+            raise TopicError(f"state topic {t!r} has {n} partitions, the consent topic "
+                             f"{settings.topic_consent!r} {want}: they must be co-partitioned")
+    return want

@@ -96,9 +96,9 @@ class FastWorker:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
         make = wiring.filter_factory(settings)  # a bad policy or secret stops us before any I/O
-        self.partitions = require_copartitioned(settings)
         filt = make(None)
         self.policy = filt.policy
+        self.partitions = require_copartitioned(settings, wiring.state_topics(settings, self.policy))
         self.eos = settings.guarantee == "exactly_once"
         self.instance = settings.instance_id or f"{socket.gethostname()}-{settings.web_port}"
         self.event_topics = [settings.topic_clickstream, settings.topic_purchases]

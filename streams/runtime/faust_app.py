@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     """Build the app; refuses to (naming the problem) on bad config, policy or topics."""
     settings = settings or load_settings()
     filt_factory = wiring.filter_factory(settings)  # a bad policy or secret stops us before any I/O
-    partitions = require_copartitioned(settings)
+    partitions = require_copartitioned(settings, wiring.state_topics(settings, wiring.policy_for_topics(settings)))
     topics = wiring.topic_names(settings)
 
     # one store per app (group id): two apps sharing a state dir must never share consent state

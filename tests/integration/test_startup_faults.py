@@ -97,3 +97,14 @@ def test_policy_invalid(kafka_settings: Settings, tmp_path: Path, runtime: str) 
     kit.setup_topics(kafka_settings)
     s = kafka_settings.model_copy(update={"policy_file": bad})
     _refused(s, runtime, "shoe_sizes")
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_keys_topic_missing(kafka_settings: Settings, runtime: str) -> None:
+    # the default policy encrypts email's fields: the worker restores data keys from the keys
+    # topic, and a missing one must stop start-up naming it (it hung until the watchdog)
+    s = kafka_settings
+    compact = {"cleanup.policy": "compact"}
+    _create(s, {s.topic_clickstream: (3, {}), s.topic_purchases: (3, {}), s.topic_consent: (3, compact),
+                s.topic_notices: (3, {})})
+    _refused(s, runtime, "does not exist", s.topic_keys)
