@@ -119,6 +119,10 @@ def kafka_settings(kafka_bootstrap: str, names: Names, tmp_path: Path):
         kek=bytes(range(32)).hex(),
         web_port=_free_port(),
         log_level="INFO",
+        # the broker's smallest allowed session (group.min.session.timeout.ms, 6 s): every
+        # SIGKILL test waits one session for the group to drop the dead member, ~20 kills
+        # in the suite, so 10 s (the product default) cost about 80 s of CI
+        session_timeout_ms=6_000,
     )
     yield settings
     _drop_topics(kafka_bootstrap, names.prefix)  # its topics, faust's internal ones included
