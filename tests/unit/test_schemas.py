@@ -139,11 +139,18 @@ def test_consent_record_fields() -> None:
     assert f["updated_at"]["type"] == "long"
     purpose = f["purposes"]["type"]["values"]
     assert {x["name"]: x["type"] for x in purpose["fields"]} == {
-        "status": "string", "granted_at": ["null", "long"], "expires_at": ["null", "long"]}
+        "status": "string", "granted_at": ["null", "long"], "expires_at": ["null", "long"],
+        "basis": NULLABLE_STRING}
     assert f["categories"]["type"] == {"type": "map", "values": "boolean"}
     assert f["jurisdiction"]["type"] == "string"
     assert f["gpc"]["type"] == "boolean"
+    # CONTRACT §3's optional fields: every one defaults, so older records keep their meaning
     assert f["tcf"]["type"] == NULLABLE_STRING and f["tcf"]["default"] is None
+    assert f["gpp"]["type"] == NULLABLE_STRING and f["gpp"]["default"] is None
+    assert f["objections"]["type"] == ["null", {"type": "array", "items": "string"}]
+    assert f["consent_mode"]["type"] == ["null", {"type": "map", "values": "string"}]
+    assert f["sec_gpc"]["type"] == ["null", "boolean"]
+    assert all(f[n]["default"] is None for n in ("objections", "gpp", "consent_mode", "sec_gpc"))
 
 
 def test_filtered_event_carries_every_payload_field_nullable() -> None:

@@ -31,7 +31,7 @@ from fastavro.validation import validate as _avro_validate
 from streams.engine.codecs.avro_compiler import compile_reader, compile_writer, has_unbounded_array
 from streams.engine.codecs.checks import json_type_name, make_check, make_generic_check
 from streams.engine.codecs.errors import DecodeError, EncodeError, RegistryUnavailable, oversize
-from streams.engine.codecs.schemas import check_kind, load_schema, parsed_schema, schema_ids
+from streams.engine.codecs.schemas import check_kind, earlier_writers, load_schema, parsed_schema, schema_ids
 from streams.engine.vocab import EVENT_TYPES
 
 _MAGIC = 0
@@ -86,6 +86,9 @@ class AvroCodec:
         if registry is None:
             sid = schema_ids()[kind] if schema_id is None else schema_id
             self._set_own_id(sid)
+            # records written under an earlier checked-in id keep decoding (schema resolution)
+            for old, writer in earlier_writers(kind).items():
+                self._writers.setdefault(old, writer)
         elif schema_id is not None:
             self._set_own_id(schema_id)
 

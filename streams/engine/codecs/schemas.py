@@ -73,6 +73,34 @@ def schema_ids() -> dict[str, int]:
     return _ids
 
 
+#: Earlier versions of our schemas that records on topics may still carry, without a
+#: registry to look their ids up: ``schemas/history/<kind>.<id>.avsc``. The current
+#: schema reads them by Avro schema resolution (fields added since have defaults).
+HISTORY_DIR = SCHEMAS_DIR / "history"
+_history: dict[str, dict[int, dict[str, Any]]] = {}
+
+
+def earlier_writers(kind: str) -> dict[int, dict[str, Any]]:
+    """Parsed earlier writer schemas of ``kind`` by their checked-in id (may be empty).
+
+    Their ids never collide with a current id: an id names one schema for good."""
+    check_kind(kind)
+    with _schema_lock:
+        got = _history.get(kind)
+        if got is not None:
+            return got
+    current = set(schema_ids().values())
+    got = {}
+    for f in sorted(HISTORY_DIR.glob(f"{kind}.*.avsc")):
+        sid = int(f.name[len(kind) + 1:-len(".avsc")])
+        if sid in current:
+            raise ValueError(f"{f}: id {sid} is a current id in ids.json; an id names one schema for good")
+        got[sid] = fastavro.parse_schema(json.loads(f.read_text(encoding="utf-8")))
+    with _schema_lock:
+        _history[kind] = got
+    return got
+
+
 def topic_subject(topic: str) -> str:
     """Confluent ``TopicNameStrategy`` subject of a topic's values: ``<topic>-value``."""
     return f"{topic}-value"
