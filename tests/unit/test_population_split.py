@@ -20,8 +20,8 @@ import orjson
 import pytest
 
 from streams import population as P
-from streams import population_signals as S
-from streams.population import pii_rich_consent, pii_rich_event, PII_SENTINEL
+from streams.population import signals as S
+from tests.fixtures.population import PII_SENTINEL, pii_rich_consent, pii_rich_event
 
 NOW = 1_750_000_000_000
 
