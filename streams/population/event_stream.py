@@ -71,8 +71,10 @@ _TYPE_PIECES = tuple(b',"event_type":"%s","ts":' % t.encode() for t in EVENT_TYP
 class Session:
     """One customer's browsing session: what its events share.
 
-    Slotted (not a dict) because the generator reads it on every event; the measured cost
-    against the positional list it replaced is in the split's commit message.
+    Slotted because the generator reads it on every event. Measured against the 10-item
+    list it replaced (timeit, Python 3.11): making one costs ~330 ns instead of ~70 ns,
+    paid per session (~20k per 200k events, ~5 ms); the five reads and one update per
+    event cost ~70 ns instead of ~110 ns. Net: no measurable change.
     """
 
     left: int  # events still to come; a slot starts a new session at 0
