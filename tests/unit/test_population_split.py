@@ -1,12 +1,13 @@
 """The population's output, byte for byte, as it was before ``streams/population.py`` was
 split into a package (issue 15).
 
-The hashes below were recorded on the single-module code (commit 4f6d36c) with this
-file's own hashing. They pin every public generator: events (bytes and decoded, window
-and rate mode, three specs), consent records and single look-ups, churn, segments, the
-signal encoders and ``draw_signals``, and the PII-rich test builders. A refactoring that
-changes one byte of any of them, or the key order of a record, fails here; a deliberate
-change of the population must re-record them and say why in its commit.
+The hashes below were recorded on the single-module code (commit 4f6d36c; this file's
+first version, commit 5821367, passed there) with this file's own hashing. They pin every
+public generator: events (bytes and decoded, window and rate mode, three specs), consent
+records and single look-ups, churn, segments, the signal encoders and ``draw_signals``,
+and the PII-rich test builders. A refactoring that changes one byte of any of them, or
+the key order of a record, fails here; a deliberate change of the population must
+re-record them and say why in its commit.
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ def test_signals_are_the_recorded_ones() -> None:
     encoded = [
         S.tc_string([1, 2, 3], [1], [755, 1, 2], use_range=False).encode(),
         S.tc_string(range(1, 11), [], range(100, 190), use_range=True).encode(),
-        S.gpp_string([(7, S.us_section(7, {"SaleOptOut": 1}, True, version=2)), (8, S.us_section(8, {}, None))]).encode(),
+        S.gpp_string([(7, S.us_section(7, {"SaleOptOut": 1}, True, version=2)),
+                      (8, S.us_section(8, {}, None))]).encode(),
         S.encode_tc(S.TCModel()).encode(),
         S.gpp_header([2, 7, 8, 9]).encode(),
         _dump({k: list(v) for k, v in S.SEGMENT_SIGNALS.items()}),
