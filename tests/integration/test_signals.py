@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from streams.config import Settings
-from streams.population_signals import gpp_string, tc_string, us_section
+from streams.population.signals import gpp_string, tc_string, us_section
 from streams.verify import render_report, run_verify
 from tests.integration import kit
 from tests.integration.test_worker import topics  # noqa: F401  (both runtimes: the same fixture)

@@ -287,16 +287,16 @@ def test_verify_fails_on_a_planted_forbidden_record(topics: Settings, worker) ->
 
 def test_no_personal_data_in_logs(topics: Settings, tmp_path: Path) -> None:
     """G6: records full of recognisable personal data, valid and malformed; none of it in the logs."""
-    from streams import population
+    from tests.fixtures.population import pii_rich_consent, pii_rich_event
 
     s = topics.model_copy(update={"log_level": "DEBUG"})
     w = kit.start_worker(s, tmp_path, name="pii-worker")
     try:
         p = kit.producer(s)
         for i in range(20):
-            c = population.pii_rich_consent(i)
+            c = pii_rich_consent(i)
             kit.send(p, s.topic_consent, c["subject_id"], c)
-            e = population.pii_rich_event(i)
+            e = pii_rich_event(i)
             topic = s.topic_purchases if e["event_type"] == "purchase" else s.topic_clickstream
             kit.send(p, topic, e["subject_id"], e)
             raw = orjson.dumps(e)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import os
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,6 @@ import orjson
 import pytest
 
 from streams import population as pop
-from streams import population_signals
 from streams.engine import reference
 from streams.engine import signals as engine_signals
 from streams.engine.reference_signals import signals_problem
@@ -26,7 +26,6 @@ from streams.population import (
     DEFAULT_SHARES,
     EVENT_TYPES,
     JURISDICTIONS,
-    PII_SENTINEL,
     PURPOSES,
     SEGMENTS,
     PopulationSpec,
@@ -35,11 +34,10 @@ from streams.population import (
     consent_records,
     event_bytes,
     events,
-    pii_rich_consent,
-    pii_rich_event,
     segment_of,
     subject_id,
 )
+from tests.fixtures.population import PII_SENTINEL, pii_rich_consent, pii_rich_event
 
 NOW = 1_750_000_000_000
 HOUR = 3_600_000
@@ -706,7 +704,9 @@ def test_pii_rich_consent_grants_everything() -> None:
 
 
 def test_module_uses_no_global_random() -> None:
-    for module in (pop, population_signals):
-        source = Path(module.__file__).read_text()
+    modules = [info.name for info in pkgutil.iter_modules(pop.__path__)]
+    assert {"event_stream", "consent", "consent_churn", "segments", "signals", "subjects"} <= set(modules)
+    for name in modules:
+        source = (Path(pop.__path__[0]) / f"{name}.py").read_text()
         for call in ("random.random(", "random.choice(", "random.randint(", "random.shuffle(", "random.seed("):
             assert call not in source

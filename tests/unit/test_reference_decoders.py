@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from streams.engine import reference_decoders as rd
 from streams.engine.reference_decoders import SignalUnreadable, decode_gpp, decode_tc, read_consent_mode
 from streams.errors import PFilterError
-from streams.population_signals import US_SPEC, TCModel, encode_tc, encode_us, gpp_header, usnat_spec
+from streams.population.signals import US_SPEC, TCModel, encode_tc, encode_us, gpp_header, usnat_spec
 from tests.unit.signals.test_gpp import STATE_VECTORS
 from tests.unit.signals.test_gpp import TC as GPP_CORE_TC
 from tests.unit.signals.test_tcf import (

@@ -1,6 +1,6 @@
 """The reference rule (streams/engine/reference.py) on issue 11's records: step 1a
 ``objected``, the legal-basis check of step 2, and consent signals that only narrow.
-The signal strings are made with the spec-written encoders (streams/population_signals)."""
+The signal strings are made with the spec-written encoders (streams/population/signals)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from streams.engine import reference
 from streams.engine.reference_signals import DEFAULT_SIGNALS
-from streams.population_signals import PARTNER_VENDOR_ID, TCModel, encode_tc, gpp_string, tc_string, us_section
+from streams.population.signals import PARTNER_VENDOR_ID, TCModel, encode_tc, gpp_string, tc_string, us_section
 from tests.integration.kit import DAY, consent, page_view, purchase
 from tests.unit.reference_policy import policy_of_section_8
 
@@ -151,7 +151,7 @@ def test_gpp_usca_uspv1_and_undecoded_state_sections():
     assert decide(click(), record(jurisdiction="US-CA", gpp=ca), "partner_ads") == "purpose_denied"
     assert decide(click(), record(jurisdiction="US-CA", gpp="DBABTA~1YYN"), "partner_ads") == "purpose_denied"
     assert decide(click(), record(jurisdiction="US-CA", gpp="DBABTA~1YNN"), "partner_ads") == "emitted"
-    from streams.population_signals import gpp_header
+    from streams.population.signals import gpp_header
 
     raw_md = gpp_header([24]) + "~BAAAAA"  # usmd is kept undecoded: may hold an opt-out
     assert decide(click(), record(jurisdiction="US", gpp=raw_md), "partner_ads") == "purpose_denied"

@@ -85,7 +85,7 @@ def test_an_objected_drop_is_judged_by_the_reference() -> None:
 
 
 def test_a_signal_narrowed_drop_is_judged_by_the_reference() -> None:
-    from streams.population_signals import PARTNER_VENDOR_ID, tc_string
+    from streams.population.signals import PARTNER_VENDOR_ID, tc_string
 
     rec = consent("s-1", NOW - DAY)
     rec["tcf"] = tc_string([1, 2, 3, 4, 6], [1], [PARTNER_VENDOR_ID])  # no purpose 5: personalization denied

@@ -1,7 +1,7 @@
-"""The signal encoders the tests use: they live in ``streams.population_signals`` (the
+"""The signal encoders the tests use: they live in ``streams.population.signals`` (the
 synthetic population makes TC and GPP strings with them), re-exported here."""
 
-from streams.population_signals import (  # noqa: F401
+from streams.population.signals import (  # noqa: F401
     B64,
     US_SPEC,
     BitWriter,

@@ -1,11 +1,13 @@
 """Encoders of consent signals: a bit writer, TC strings and GPP strings (header, US sections).
 
-The synthetic population (``streams.population``) gives some subjects the signals a
-consent management platform would record; these make them. They were the test
-suite's encoders (``tests/unit/signals/encoders.py`` re-exports them: production
-code must not import from tests), written from the specs, not from any decoder,
-so round trips check the engine's decoders and the reference's independently.
-Not on any hot path: the population encodes each distinct string once.
+Contract: pure functions of their arguments (``draw_signals`` draws only from the
+``random.Random`` it is given); they encode, they never decode. The synthetic population
+(``streams.population``) gives some subjects the signals a consent management platform
+would record; these make them. They were the test suite's encoders
+(``tests/unit/signals/encoders.py`` re-exports them: production code must not import from
+tests), written from the specs, not from any decoder, so round trips check the engine's
+decoders and the reference's independently. Not on any hot path: the population encodes
+each distinct string once.
 
 Specs: InteractiveAdvertisingBureau/GDPR-Transparency-and-Consent-Framework
 ``TCFv2/IAB Tech Lab - Consent string and vendor list formats v2.md``;
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -299,18 +302,24 @@ def us_section(section_id: int, opt_outs: dict[str, int], gpc: bool | None, vers
     return encode_us(section_id, version, values, gpc)
 
 
-#: Per privacy segment: (share of subjects whose CMP recorded a signal where their
-#: jurisdiction has one, TCF in EU/UK and GPP in the US; share with Consent Mode
-#: flags; share whose signals are narrower than their explicit record; share of
-#: those without e-mail consent whom the shop mails on legitimate interest as
-#: existing customers; share objecting to direct marketing; share objecting to
-#: profiling). Loyalists rarely object, fundamentalists often do.
-SEGMENT_SIGNALS: dict[str, tuple[float, float, float, float, float, float]] = {
-    "brand_loyalist": (0.40, 0.30, 0.08, 0.50, 0.01, 0.005),
-    "convenience_seeker": (0.50, 0.30, 0.15, 0.35, 0.03, 0.02),
-    "control_addict": (0.60, 0.20, 0.25, 0.10, 0.10, 0.08),
-    "flexible": (0.50, 0.25, 0.20, 0.25, 0.05, 0.04),
-    "privacy_fundamentalist": (0.60, 0.15, 0.10, 0.03, 0.25, 0.12),
+class SegmentSignals(NamedTuple):
+    """What the consent signals of one privacy segment look like (shares of its subjects)."""
+
+    cmp: float  #: whose CMP recorded a signal where their jurisdiction has one (TCF in EU/UK, GPP in the US)
+    consent_mode: float  #: with Google Consent Mode flags
+    narrow: float  #: whose signals are narrower than their explicit record
+    li_email: float  #: of those without e-mail consent, mailed on legitimate interest as existing customers
+    direct_marketing: float  #: objecting to direct marketing
+    profiling: float  #: objecting to profiling
+
+
+#: Per privacy segment. Loyalists rarely object, fundamentalists often do.
+SEGMENT_SIGNALS: dict[str, SegmentSignals] = {
+    "brand_loyalist": SegmentSignals(0.40, 0.30, 0.08, 0.50, 0.01, 0.005),
+    "convenience_seeker": SegmentSignals(0.50, 0.30, 0.15, 0.35, 0.03, 0.02),
+    "control_addict": SegmentSignals(0.60, 0.20, 0.25, 0.10, 0.10, 0.08),
+    "flexible": SegmentSignals(0.50, 0.25, 0.20, 0.25, 0.05, 0.04),
+    "privacy_fundamentalist": SegmentSignals(0.60, 0.15, 0.10, 0.03, 0.25, 0.12),
 }
 _OPT_OUTS = ("SaleOptOut", "SharingOptOut", "TargetedAdvertisingOptOut")
 
@@ -324,7 +333,9 @@ def draw_signals(r: Any, segment: str, granted: set[str], categories: dict[str, 
     same choices); in the segment's narrowing share one target is narrower, so the
     signal decides the drop (TCF without purpose 5 or 6, a closed vendor gate, a US
     opt-out of sale/sharing/targeted ads, a Consent Mode denial)."""
-    cmp_p, cm_p, narrow_p, _li, dm_p, prof_p = SEGMENT_SIGNALS[segment]
+    shares = SEGMENT_SIGNALS[segment]
+    cmp_p, cm_p, narrow_p, dm_p, prof_p = (
+        shares.cmp, shares.consent_mode, shares.narrow, shares.direct_marketing, shares.profiling)
     objections = tuple(c for c, p in (("direct_marketing", dm_p), ("profiling", prof_p)) if r.random() < p)
     narrow = r.choice(("personalization", "partner", "location", "consent_mode")) if r.random() < narrow_p else None
     signals = None
