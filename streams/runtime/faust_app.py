@@ -44,6 +44,7 @@ from streams.runtime import records
 from streams.runtime.barrier import ConsentSideReader, RevocationBarrier
 from streams.runtime.continuity import OffsetContinuity, order_batch
 from streams.runtime.faust_notices import last_sent_at, partition_states
+from streams.runtime.faust_offsets import mark_decided
 from streams.runtime.keys import PartitionKeys
 from streams.runtime.notices import NOTICE_TICK_S, PartitionNotices
 from streams.runtime.stall import StallWatch, start_watchdog
@@ -201,48 +202,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
             restoring.pop(p, None)
         return keys.rings[p]
 
-    @app.agent(consent_topic, name="consent")
-    @_fail_stop("consent")
-    async def consent_agent(stream: faust.StreamT) -> None:
-        # Batches: per record, faust's own machinery (and a table write per key through
-        # aiokafka) dominated. Apply per partition; then every partition's changelog
-        # records, acknowledged; then the stores; then the erasure notices and DLQ entries.
-        loop = asyncio.get_running_loop()
-        changelog = changelog_topic(table)
-        async for batch in stream.take_events(settings.batch_size, within=settings.batch_timeout_ms / 1000):
-            t0 = time.perf_counter()
-            by_partition = records.group_by_partition(map(records.from_faust, batch))
-            applied = []
-            # every partition's, not only those with a schedule now: the notice timer may take a
-            # partition on (assign + load from the table) during an await below, and a grant
-            # applied then would be in neither its load nor a `changed` (missed for good: the
-            # faust notice test after the key-ring restore added an await here)
-            olds = {p: notices.before(recs, TablePartitionView(table, p)) for p, recs in by_partition.items()}
-            for p, recs in by_partition.items():
-                pending = PendingWrites(TablePartitionView(table, p))
-                if keys is not None:
-                    writer.keyring = await ring_for(p)
-                applied.append((p, recs, pending, writer.apply_consent(recs, pending)))
-            changes = {p: list(pending.changes.items()) for p, _r, pending, _res in applied if pending.changes}
-            if changes:
-                offsets = await loop.run_in_executor(None, sink.send_to_partitions, changelog, changes)
-            out: list[tuple] = []
-            for p, recs, pending, result in applied:
-                if pending.changes:
-                    apply_to_store(table, p, pending.changes, offsets[p])
-                out.extend(result.records)
-                if olds.get(p):
-                    notices.after(p, olds[p], TablePartitionView(table, p), out)
-                metrics.record_consent(result, recs[0][0], applied=len(recs))
-            if out:
-                await sink.send_async(out)
-            for p, recs, _pending, _result in applied:
-                barrier.consent_applied(p, recs[-1][2])
-            stage("consent", time.perf_counter() - t0)
-
-    deciders: dict[int, Any] = {}
-    deliveries = frozenset(e.topic for e in writer.policy.engines)  # written after the audit trail
-
     continuity = OffsetContinuity()
     stalls = StallWatch(settings.stall_timeout_s)
     input_topics = (settings.topic_clickstream, settings.topic_purchases)
@@ -270,6 +229,56 @@ def create_app(settings: Settings | None = None) -> faust.App:
             log.warning("input records the transport skipped, read from the broker %s", kv(
                 topic=hole.topic, partition=hole.partition, start=hole.start, end=hole.end, records=len(got[hole])))
         return order_batch(continuity, by_tp, got.__getitem__)
+
+    @app.agent(consent_topic, name="consent")
+    @_fail_stop("consent")
+    async def consent_agent(stream: faust.StreamT) -> None:
+        # Batches: per record, faust's own machinery (and a table write per key through
+        # aiokafka) dominated. Apply per partition; then every partition's changelog
+        # records, acknowledged; then the stores; then the erasure notices and DLQ entries.
+        loop = asyncio.get_running_loop()
+        changelog = changelog_topic(table)
+        async for batch in stream.take_events(settings.batch_size, within=settings.batch_timeout_ms / 1000):
+            t0 = time.perf_counter()
+            # the same continuity as the events': after a rebalance faust can leave a range of
+            # consent records undelivered (seen: 111 records of a partition, its commits stuck
+            # below them). Applied past, they would be missing from the table while the barrier
+            # takes the table as current (G1), and their erasure notices never sent.
+            by_partition, holes = await fill_holes(records.group_by_topic_partition(map(records.from_faust, batch)))
+            if not by_partition:
+                continue  # only stale redeliveries: applied before
+            applied = []
+            # every partition's, not only those with a schedule now: the notice timer may take a
+            # partition on (assign + load from the table) during an await below, and a grant
+            # applied then would be in neither its load nor a `changed` (missed for good: the
+            # faust notice test after the key-ring restore added an await here)
+            olds = {p: notices.before(recs, TablePartitionView(table, p)) for p, recs in by_partition.items()}
+            for p, recs in by_partition.items():
+                pending = PendingWrites(TablePartitionView(table, p))
+                if keys is not None:
+                    writer.keyring = await ring_for(p)
+                applied.append((p, recs, pending, writer.apply_consent(recs, pending)))
+            changes = {p: list(pending.changes.items()) for p, _r, pending, _res in applied if pending.changes}
+            if changes:
+                offsets = await loop.run_in_executor(None, sink.send_to_partitions, changelog, changes)
+            out: list[tuple] = []
+            for p, recs, pending, result in applied:
+                if pending.changes:
+                    apply_to_store(table, p, pending.changes, offsets[p])
+                out.extend(result.records)
+                if olds.get(p):
+                    notices.after(p, olds[p], TablePartitionView(table, p), out)
+                metrics.record_consent(result, recs[0][0], applied=len(recs))
+            if out:
+                await sink.send_async(out)
+            for p, recs, _pending, _result in applied:
+                barrier.consent_applied(p, recs[-1][2])
+            for hole in holes:  # applied and acknowledged: faust may commit past the hole now
+                mark_decided(app.consumer, hole.topic, hole.partition, hole.start, hole.end)
+            stage("consent", time.perf_counter() - t0)
+
+    deciders: dict[int, Any] = {}
+    deliveries = frozenset(e.topic for e in writer.policy.engines)  # written after the audit trail
 
     @app.agent(event_topic, name="events")
     @_fail_stop("events")
@@ -304,9 +313,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
             t3 = time.perf_counter()
             await sink.send_async(out, deliveries)
             for hole in holes:
-                # decided and acknowledged: faust may commit past the hole now (it treats a
-                # gap as consumed; without this its commits for the partition stall)
-                await app.consumer._add_gap(TP(hole.topic, hole.partition), hole.start, hole.end - 1)
+                # decided and acknowledged: faust may commit past the hole now (without this
+                # its commits for the partition stall; streams.runtime.faust_offsets)
+                mark_decided(app.consumer, hole.topic, hole.partition, hole.start, hole.end)
             t4 = time.perf_counter()
             metrics.DECISION_LATENCY.observe(t4 - t0)
             stage("barrier", t2 - t1)

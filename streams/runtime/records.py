@@ -45,14 +45,6 @@ def is_partition_eof(m: Any) -> bool:
     raise KafkaException(err)
 
 
-def group_by_partition(records: Iterable[InputRecord]) -> dict[int, list[InputRecord]]:
-    """Records per partition number, each list in the order given (offset order per topic)."""
-    out: dict[int, list[InputRecord]] = {}
-    for r in records:
-        out.setdefault(r[1], []).append(r)
-    return out
-
-
 def group_by_topic_partition(records: Iterable[InputRecord]) -> dict[tuple[str, int], list[InputRecord]]:
     """Records per (topic, partition), each list in the order given."""
     out: dict[tuple[str, int], list[InputRecord]] = {}

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streams.config import Settings
 from streams.engine.decisions import engine_views
 from streams.kafka.admin import create_topics
-from streams.kafka.clients import producer_config
+from streams.kafka.clients import plain_consumer_config, producer_config
 from streams.kafka.replay import replay
 from streams.runtime.process import WorkerProcess
 from streams.wiring import policy_for_topics
@@ -117,6 +117,41 @@ def wait_decisions(settings: Settings, count: int, timeout: float = 90.0) -> lis
             return got
         time.sleep(0.5)
     raise TimeoutError(f"only {len(got)} of {count} decisions after {timeout}s")
+
+
+def group_lag(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """Per partition ("topic/p") with any, the records of ``topics`` past the worker group's
+    committed offsets (a partition the group never committed counts from its low watermark)."""
+    c = Consumer(plain_consumer_config(settings, settings.group_id))  # never subscribes: reads only
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
+        lag = {}
+        for tp in c.committed(tps, timeout=10):
+            lo, hi = c.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10, cached=False)
+            behind = hi - (tp.offset if tp.offset >= 0 else lo)
+            if behind:
+                lag[f"{tp.topic}/{tp.partition}"] = behind
+        return lag
+    finally:
+        c.close()
+
+
+def wait_consumed(settings: Settings, topics: list[str], timeout: float = 120.0) -> None:
+    """Wait until the worker group has committed every record of ``topics``.
+
+    Why tests need it before stopping the last worker: events are decided as soon as the
+    barrier has read the consent they need, while the consent agent's own pass over the same
+    records (the one that sends erasure and consent notices) may still be behind. Stopping
+    on "every event decided" alone could stop a worker with tombstones not yet applied, and
+    verify then rightly finds their erasure notices missing."""
+    deadline = time.monotonic() + timeout
+    lag: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        lag = group_lag(settings, topics)
+        if not lag:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"records not committed by the group after {timeout:.0f}s: {lag}")
 
 
 def by_event(ds: list[dict]) -> dict[tuple[str | None, str | None], dict]:

@@ -50,9 +50,12 @@ def _inputs_decided(s: Settings) -> int:
 
 
 def _wait_all(s: Settings, n: int, timeout: float = 180.0) -> None:
+    """Every event decided, then every input record (consent included) committed by the group."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if _inputs_decided(s) >= n:
+            kit.wait_consumed(s, [s.topic_consent, s.topic_clickstream, s.topic_purchases],
+                              timeout=max(1.0, deadline - time.monotonic()))
             return
         time.sleep(1.0)
     raise TimeoutError(f"{_inputs_decided(s)} of {n} inputs decided after {timeout}s")
