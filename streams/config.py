@@ -10,6 +10,9 @@ documentation cannot drift from the code.
 
 Bad values stop the process at start-up with a message that names the
 setting (pydantic's validation error, re-raised as ``ConfigError``).
+
+Size (about 500 lines): one field per setting with its description, which the README
+table is generated from and checked against; splitting it would split that one place.
 """
 
 from __future__ import annotations

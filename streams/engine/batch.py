@@ -18,6 +18,10 @@ holding one entry per engine; per DLQ entry, one ``dlq`` record.
 ``streams.engine.summary``, and byte fragments, ``streams.engine.fragments``) for
 the formats our codecs write, and the codec path (``decide.decide`` per engine,
 dicts through the codecs), which is the reference and handles everything else.
+
+Size (a little over 500 lines): ``Filter`` is the one place both runtimes call, and its
+``decide`` and ``apply_consent`` share the result, DLQ and key-ring plumbing; the pieces
+that split cleanly already live beside it (summary, fragments).
 """
 
 from __future__ import annotations

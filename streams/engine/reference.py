@@ -36,6 +36,10 @@ Conventions it states (and the engine must match):
   the subjects' raw data keys (``keys(subject, version) -> bytes | None``) it
   decrypts and compares the plaintext; without them it checks the shape and
   that the ciphertext is exactly as long as the plaintext (CONTRACT §10).
+
+Size (a little over 500 lines): the oracle is deliberately one readable transcription of
+CONTRACT §5-§10, used by verify and the tests, never by the engine; its decoders and signal rules are
+already in ``reference_decoders`` and ``reference_signals``.
 """
 
 from __future__ import annotations
