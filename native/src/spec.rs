@@ -6,6 +6,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
+use crate::avro_scan::{AType, MAX_DEPTH};
 use crate::pseudonym::Keyed;
 use crate::rule::N_REASONS;
 
@@ -120,6 +121,70 @@ pub struct TopicSpec {
     pub types: Vec<u16>,
     pub purchase: bool,
     pub max_bytes: usize,
+    /// Avro input (Confluent wire format): None for JSON.
+    pub avro: Option<AvroInput>,
+}
+
+/// An Avro input topic: the codec's own header and its schema's program.
+pub struct AvroInput {
+    /// Magic byte and schema id: any other id goes to Python (registry, unknown id).
+    pub header: Vec<u8>,
+    /// The record's field names, which the program's names point into.
+    pub names: Vec<u8>,
+    pub root: AType,
+}
+
+/// A type of `native_avro.program`: `[code]`, `["union", [t..]]`,
+/// `["record", [[name start, name end, t]..]]`, `["array", t]`.
+fn atype(v: &Bound<'_, PyAny>, names_len: usize, depth: u32) -> PyResult<AType> {
+    let bad = || PyValueError::new_err("native spec: not an Avro type program");
+    if depth > MAX_DEPTH {
+        return Err(bad());
+    }
+    let code: String = v.get_item(0)?.extract()?;
+    Ok(match code.as_str() {
+        "null" => AType::Null,
+        "boolean" => AType::Bool,
+        "int" => AType::Int,
+        "long" => AType::Long,
+        "double" => AType::Double,
+        "string" => AType::Str,
+        "union" => {
+            let mut bs = Vec::new();
+            for b in v.get_item(1)?.try_iter()? {
+                bs.push(atype(&b?, names_len, depth + 1)?);
+            }
+            AType::Union(bs)
+        }
+        "record" => {
+            let mut fs = Vec::new();
+            for f in v.get_item(1)?.try_iter()? {
+                let f = f?;
+                let a: u32 = f.get_item(0)?.extract()?;
+                let b: u32 = f.get_item(1)?.extract()?;
+                if a > b || b as usize > names_len {
+                    return Err(bad());
+                }
+                fs.push((a, b, atype(&f.get_item(2)?, names_len, depth + 1)?));
+            }
+            AType::Record(fs)
+        }
+        "array" => AType::Array(Box::new(atype(&v.get_item(1)?, names_len, depth + 1)?)),
+        _ => return Err(bad()),
+    })
+}
+
+fn avro_input(v: &Bound<'_, PyAny>) -> PyResult<Option<AvroInput>> {
+    if v.is_none() {
+        return Ok(None);
+    }
+    let d = v.cast::<PyDict>()?;
+    let names = bytes_of(&item(d, "names")?)?;
+    let root = atype(&item(d, "program")?, names.len(), 0)?;
+    if !matches!(root, AType::Record(_)) {
+        return Err(PyValueError::new_err("native spec: an Avro event schema is a record"));
+    }
+    Ok(Some(AvroInput { header: bytes_of(&item(d, "header")?)?, names, root }))
 }
 
 pub struct Spec {
@@ -212,6 +277,7 @@ impl Spec {
                 types,
                 purchase: item(t, "purchase")?.extract()?,
                 max_bytes: item(t, "max_bytes")?.extract()?,
+                avro: avro_input(&item(t, "avro")?)?,
             });
         }
         let hex_chars: usize = item(d, "hex_chars")?.extract()?;

@@ -32,6 +32,7 @@ from streams.engine.batch import BatchResult, Filter, TopicNames
 from streams.engine import fragments as _fragments
 from streams.engine.codecs import EVENT_TYPES, JsonCodec
 from streams.engine.decide import REASONS
+from streams.engine.native_avro import avro_input
 from streams.engine.policy import ENVELOPE, PATHS_BY_TYPE, PSEUDONYM_HEX_CHARS, T_PSEUDONYMIZE, CompiledPolicy, engine_key
 from streams.errors import PFilterError
 
@@ -92,18 +93,24 @@ def spec_of(policy: CompiledPolicy, topics: TopicNames, event_codecs: dict[str, 
     Constant record fragments are encoded here with orjson, so their bytes are by
     construction those of the Python engine; the native side only writes what varies.
     ``event_codecs``: topic -> codec of the input topics the native side may decode
-    (JSON ones only). ``secret``: the pseudonym secret; without it, events that need a
-    pseudonym go through the Python engine."""
+    (JSON ones, and Avro ones in our own schema: ``native_avro``). ``secret``: the
+    pseudonym secret; without it, events that need a pseudonym go through the Python engine."""
     d = orjson.dumps
     top = list(dict.fromkeys([*ENVELOPE, "context", "items",
                               *(p.split(".")[0] for paths in PATHS_BY_TYPE.values() for p in paths)]))
     event_types = list(PATHS_BY_TYPE)
     topic_specs = []
     for name, codec in event_codecs.items():
-        if type(codec) is not JsonCodec or codec.kind not in EVENT_TYPES:
+        if getattr(codec, "kind", None) not in EVENT_TYPES:
             continue
+        avro = None
+        if type(codec) is not JsonCodec:
+            avro = avro_input(codec)
+            if avro is None:
+                continue
         topic_specs.append({"name": name, "json": d(name), "types": sorted(EVENT_TYPES[codec.kind]),
-                            "purchase": codec.kind == "purchase_event", "max_bytes": codec.max_bytes})
+                            "purchase": codec.kind == "purchase_event", "max_bytes": codec.max_bytes,
+                            "avro": avro})
     # decision record fragments: the Python engine's own (fragments.JsonFragments), so the
     # bytes are its bytes by construction
     jf = _fragments.JsonFragments(policy)
