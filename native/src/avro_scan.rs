@@ -27,12 +27,20 @@ pub enum AType {
     Long,
     Double,
     Str,
+    /// Never decoded nor written natively (`Unsure`): encrypted fields' binary branch.
+    Bytes,
     /// Branches by index.
     Union(Vec<AType>),
-    /// Fields in schema order: (name start, name end) in the names blob, type.
-    Record(Vec<(u32, u32, AType)>),
+    /// Fields in schema order: (name start, name end) in the names blob, type, and what
+    /// the writer does when the field is absent (`ABSENT_*`).
+    Record(Vec<(u32, u32, AType, u8)>),
     Array(Box<AType>),
 }
+
+/// An absent field: the Python writer raises (no default) / writes null / writes another default.
+pub const ABSENT_REQUIRED: u8 = 0;
+pub const ABSENT_NULL: u8 = 1;
+pub const ABSENT_OTHER: u8 = 2;
 
 /// Nesting of the program beyond this is refused at start-up (ours are 3 deep).
 pub const MAX_DEPTH: u32 = 32;
@@ -139,6 +147,7 @@ impl Reader<'_> {
                 self.p = e;
                 push(tape, node(Kind::Str, a, e, RAW, 0))
             }
+            AType::Bytes => return Err(Unsure),
             AType::Union(branches) => {
                 let i = self.long()?;
                 let b = usize::try_from(i).ok().and_then(|i| branches.get(i)).ok_or(Unsure)?;
@@ -148,7 +157,7 @@ impl Reader<'_> {
                 let first = tape.members.len();
                 tape.members.resize(first + fields.len(), Member { key_start: 0, key_end: 0, val: 0 });
                 let n = push(tape, node(Kind::Obj, p, p, 0, 0));
-                for (k, (ka, kb, ft)) in fields.iter().enumerate() {
+                for (k, (ka, kb, ft, _)) in fields.iter().enumerate() {
                     let v = self.value(ft, tape, depth + 1)?;
                     tape.members[first + k] = Member { key_start: *ka, key_end: *kb, val: v };
                 }

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod avro_scan;
+pub mod avro_write;
 pub mod encode;
 pub mod geo;
 pub mod json_scan;
@@ -71,6 +72,10 @@ pub struct Engine {
     drop_order: Vec<u8>,
     /// Avro inputs: the names blob then the value (`avro_scan`), reused.
     abuf: Vec<u8>,
+    /// Avro outputs: an engine output's JSON text, its tape and a string buffer (`avro_write`).
+    jbuf: Vec<u8>,
+    otape: Tape,
+    atmp: Vec<u8>,
 }
 
 /// An OutRecord `(topic, key, value, None)` (a 4-tuple built directly, not from an iterator).
@@ -213,6 +218,11 @@ impl Engine {
                 }
             }
         }
+        // an Avro decision record holds the partition in an int: beyond it the Python
+        // engine's codec refuses the record (DLQ), which is its to write
+        if sp.avro_out.is_some() && i32::try_from(partition).is_err() {
+            return Ok(false);
+        }
         // consent state and summaries
         let n_eng = sp.engines.len();
         let mut cv: Option<i64> = None;
@@ -283,6 +293,18 @@ impl Engine {
                             let Some(c) = cv else { return Ok(false) };
                             encode::int(&mut self.outs, c);
                             self.outs.extend_from_slice(&e.trailer);
+                            if let Some(ao) = &sp.avro_out {
+                                // the output in Avro: the JSON text just written, re-encoded
+                                self.jbuf.clear();
+                                self.jbuf.extend_from_slice(&self.outs[a..]);
+                                self.outs.truncate(a);
+                                let Ok(root) = self.otape.scan(&self.jbuf) else { return Ok(false) };
+                                self.outs.extend_from_slice(&ao.out_header);
+                                if avro_write::write(&ao.out.root, &self.otape, &self.jbuf, &ao.out.names, Some(root),
+                                                     &mut self.outs, &mut self.atmp).is_err() {
+                                    return Ok(false);
+                                }
+                            }
                             Pending::Timed { min_ea, post: None, out: Some((a, self.outs.len(), okey, sent)) }
                         }
                     }
@@ -299,8 +321,17 @@ impl Engine {
         let sj = &self.subj;
         let subj_w = |h: &mut Vec<u8>| h.extend_from_slice(sj);
         let eid_w = |h: &mut Vec<u8>| tape.write_str(src, event_id, h);
-        self.parts.set(&eid_w, subject_node.map(|_| &subj_w as &dyn Fn(&mut Vec<u8>)), &sp.head_suffix, cv,
-                       &sp.cvp_suffix, ts, now, &tspec.json, partition, offset);
+        match &sp.avro_out {
+            Some(ao) => {
+                let mut tmp = Vec::new();
+                let eid = tape.str_bytes(src, event_id, &mut tmp);
+                // the subject is the key (checked above)
+                self.parts.set_avro(&ao.decision_header, eid, subject_node.and(key), &sp.head_suffix, cv,
+                                    &sp.cvp_suffix, ts, now, &tspec.json, partition, offset);
+            }
+            None => self.parts.set(&eid_w, subject_node.map(|_| &subj_w as &dyn Fn(&mut Vec<u8>)), &sp.head_suffix,
+                                   cv, &sp.cvp_suffix, ts, now, &tspec.json, partition, offset),
+        }
         let dtopic = sp.decisions_topic.bind(py);
         let mut reasons = [0u8; 64];
         let mut n_reasons = 0;
@@ -337,8 +368,13 @@ impl Engine {
                         let v = PyBytes::new(py, &self.outs[a..b]);
                         out.append(record(py, e.topic.bind(py), &okey_obj, v)?)?;
                         self.rec.extend_from_slice(&e.entry_emitted);
-                        encode::categories(&mut self.rec, &sp.categories_json, sent);
-                        self.rec.push(b'}');
+                        match &sp.avro_out {
+                            Some(ao) => encode::avro_categories(&mut self.rec, &ao.categories, sent),
+                            None => {
+                                encode::categories(&mut self.rec, &sp.categories_json, sent);
+                                self.rec.push(b'}');
+                            }
+                        }
                         self.emitted[ei] += 1;
                         None
                     } else {
@@ -402,6 +438,9 @@ impl Engine {
             dropped: [0; N_REASONS],
             drop_order: Vec::new(),
             abuf: Vec::with_capacity(1024),
+            jbuf: Vec::with_capacity(1024),
+            otape: Tape::new(),
+            atmp: Vec::new(),
         })
     }
 

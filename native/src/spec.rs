@@ -115,7 +115,7 @@ impl TopIndex {
 /// An input event topic.
 pub struct TopicSpec {
     pub name: Py<PyString>,
-    /// orjson.dumps(topic), for the decision record.
+    /// The topic as the decision record writes it: orjson.dumps(topic), or its Avro string.
     pub json: Vec<u8>,
     /// Event type ids this topic's kind accepts.
     pub types: Vec<u16>,
@@ -135,7 +135,7 @@ pub struct AvroInput {
 }
 
 /// A type of `native_avro.program`: `[code]`, `["union", [t..]]`,
-/// `["record", [[name start, name end, t]..]]`, `["array", t]`.
+/// `["record", [[name start, name end, t, absent]..]]`, `["array", t]`.
 fn atype(v: &Bound<'_, PyAny>, names_len: usize, depth: u32) -> PyResult<AType> {
     let bad = || PyValueError::new_err("native spec: not an Avro type program");
     if depth > MAX_DEPTH {
@@ -149,6 +149,7 @@ fn atype(v: &Bound<'_, PyAny>, names_len: usize, depth: u32) -> PyResult<AType> 
         "long" => AType::Long,
         "double" => AType::Double,
         "string" => AType::Str,
+        "bytes" => AType::Bytes,
         "union" => {
             let mut bs = Vec::new();
             for b in v.get_item(1)?.try_iter()? {
@@ -165,13 +166,40 @@ fn atype(v: &Bound<'_, PyAny>, names_len: usize, depth: u32) -> PyResult<AType> 
                 if a > b || b as usize > names_len {
                     return Err(bad());
                 }
-                fs.push((a, b, atype(&f.get_item(2)?, names_len, depth + 1)?));
+                let absent: u8 = f.get_item(3)?.extract()?;
+                fs.push((a, b, atype(&f.get_item(2)?, names_len, depth + 1)?, absent));
             }
             AType::Record(fs)
         }
         "array" => AType::Array(Box::new(atype(&v.get_item(1)?, names_len, depth + 1)?)),
         _ => return Err(bad()),
     })
+}
+
+/// The output side in Avro: the output codec's header and schema program, and the
+/// decision record fragments' Avro bits (the fragments themselves are in the spec).
+pub struct AvroOutput {
+    pub out_header: Vec<u8>,
+    pub out: AvroInput,
+    pub decision_header: Vec<u8>,
+    /// per category: its Avro string
+    pub categories: Vec<Vec<u8>>,
+}
+
+fn avro_output(v: &Bound<'_, PyAny>) -> PyResult<Option<AvroOutput>> {
+    if v.is_none() {
+        return Ok(None);
+    }
+    let d = v.cast::<PyDict>()?;
+    let Some(out) = avro_input(&item(d, "output")?)? else {
+        return Err(PyValueError::new_err("native spec: avro_out without an output program"));
+    };
+    Ok(Some(AvroOutput {
+        out_header: out.header.clone(),
+        out,
+        decision_header: bytes_of(&item(d, "decision_header")?)?,
+        categories: strs(&item(d, "categories")?)?,
+    }))
 }
 
 fn avro_input(v: &Bound<'_, PyAny>) -> PyResult<Option<AvroInput>> {
@@ -204,6 +232,8 @@ pub struct Spec {
     pub decisions_topic: Py<PyString>,
     pub categories_json: Vec<Vec<u8>>,
     pub engines: Vec<EngineSpec>,
+    /// Avro outputs and decision records (None: JSON; the fragments above are then JSON).
+    pub avro_out: Option<AvroOutput>,
     /// Top ids of the envelope fields.
     pub id_event_id: u16,
     pub id_subject_id: u16,
@@ -362,6 +392,7 @@ impl Spec {
             decisions_topic: item(d, "decisions_topic")?.cast_into::<PyString>()?.unbind(),
             categories_json: strs(&item(d, "categories_json")?)?,
             engines,
+            avro_out: avro_output(&item(d, "avro_out")?)?,
         })
     }
 }

@@ -7,9 +7,15 @@ of being written into the Rust code. A schema the program cannot express (a map,
 an enum, bytes, a logical type...) gives None: that topic's events go to the Python
 engine, which reads every schema.
 
-Program: ``[code]`` for a primitive (``null boolean int long double string``),
-``["union", [t, ...]]``, ``["record", [[name start, name end, t], ...]]`` (the names
-are slices of one blob, so the decoded tape can point into it), ``["array", t]``.
+Program: ``[code]`` for a primitive (``null boolean int long double string bytes``),
+``["union", [t, ...]]``, ``["record", [[name start, name end, t, absent], ...]]`` (the
+names are slices of one blob, so the decoded tape can point into it; ``absent``: what
+the writer does with an absent field, 0 raise, 1 null, 2 another default),
+``["array", t]``.
+
+The outputs: ``avro_output`` gives the output schema's program (engine outputs are
+re-encoded from their JSON text, native/src/avro_write.rs) and the decision record's
+fragments, which are ``fragments.AvroFragments``' own bytes.
 """
 
 from __future__ import annotations
@@ -17,8 +23,12 @@ from __future__ import annotations
 from typing import Any
 
 from streams.engine.codecs import AvroCodec
+from streams.engine.fragments import AvroFragments, avro_str
+from streams.engine.policy import CompiledPolicy
 
-_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "double", "string"})
+#: bytes: only in the outputs' encrypted fields (``[null, string, bytes]``); the native
+#: side never reads or writes one (the Python engine decides those records)
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "double", "string", "bytes"})
 
 
 class _Unsupported(Exception):
@@ -64,7 +74,8 @@ def program(raw: dict[str, Any]) -> tuple[bytes, list[Any]] | None:
                 b = f["name"].encode()
                 a = len(names)
                 names.extend(b)
-                fields.append([a, len(names), conv(f["type"], inner_ns, depth + 1)])
+                absent = 0 if "default" not in f else 1 if f["default"] is None else 2
+                fields.append([a, len(names), conv(f["type"], inner_ns, depth + 1), absent])
             named[full] = ["record", fields]
             return prog
         raise _Unsupported
@@ -105,3 +116,29 @@ def avro_input(codec: Any) -> dict[str, Any] | None:
         return None
     names, root = prog
     return {"header": codec.header, "names": names, "program": root}
+
+
+def _program_of(codec: Any) -> dict[str, Any] | None:
+    if type(codec) is not AvroCodec or codec.header is None or codec._write is None:
+        return None
+    prog = program(codec._raw)
+    if prog is None:
+        return None
+    names, root = prog
+    return {"header": codec.header, "names": names, "program": root}
+
+
+def avro_output(policy: CompiledPolicy, out_codec: Any, decision_codec: Any) -> dict[str, Any] | None:
+    """The spec's ``avro_out`` (engine outputs and decision records in Avro), or None when
+    the native side must not write them: not our compiled codecs, or no schema id yet
+    (registry, before the first encode: the Python engine registers)."""
+    out = _program_of(out_codec)
+    if out is None or type(decision_codec) is not AvroCodec or decision_codec.header is None:
+        return None
+    return {"output": out, "decision_header": decision_codec.header,
+            "categories": [avro_str(c) for c in policy.vocab.categories]}
+
+
+def decision_fragments(policy: CompiledPolicy, header: bytes) -> AvroFragments:
+    """The Python fast path's own Avro decision fragments (the bytes are its bytes)."""
+    return AvroFragments(policy, header)
