@@ -93,7 +93,7 @@ def event_input(draw, subject: str):
             value = value[:6 + n] + bytes([draw(st.sampled_from([4, 1, 0x80]))]) + value[7 + n:]
     elif kind == "padded":
         value = _padded(value)
-    elif kind == "utf8" and ev.get("url"):
+    elif kind == "utf8" and isinstance(ev.get("url"), str) and ev["url"]:
         u = ev["url"].encode()
         i = value.find(u)
         if i > 0:
