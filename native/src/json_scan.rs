@@ -46,6 +46,12 @@ pub const NUM_INT: u8 = 2;
 pub const NUM_FLOAT: u8 = 4;
 /// Num: a float whose text already is orjson's text for it.
 pub const NUM_FLOAT_TEXT: u8 = 8;
+/// Num without text (decoded from Avro, `avro_scan`): `int` holds the integer (NUM_INT)
+/// or the f64's bits (NUM_FLOAT).
+pub const NUM_VALUE: u8 = 16;
+/// Str whose bytes are the decoded text itself (Avro: valid UTF-8, unescaped): written
+/// escaped the orjson way.
+pub const RAW: u8 = 32;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Node {
@@ -270,10 +276,16 @@ impl Tape {
             Kind::False => out.extend_from_slice(b"false"),
             Kind::Num => {
                 let text = &src[n.start as usize..n.end as usize];
-                if n.flag & (NUM_INT | NUM_FLOAT_TEXT) != 0 {
+                if n.flag & NUM_VALUE != 0 && n.flag & NUM_INT != 0 {
+                    crate::encode::int(out, n.int);
+                } else if n.flag & (NUM_INT | NUM_FLOAT_TEXT) != 0 {
                     out.extend_from_slice(text);
                 } else if n.flag & NUM_FLOAT != 0 {
-                    let x = std::str::from_utf8(text).ok().and_then(|t| t.parse::<f64>().ok()).ok_or(Unsure)?;
+                    let x = if n.flag & NUM_VALUE != 0 {
+                        f64::from_bits(n.int as u64)
+                    } else {
+                        std::str::from_utf8(text).ok().and_then(|t| t.parse::<f64>().ok()).ok_or(Unsure)?
+                    };
                     if !(x.is_finite() && (x == 0.0 || (1e-4..1e15).contains(&x.abs()))) {
                         return Err(Unsure);
                     }
@@ -332,7 +344,9 @@ impl Tape {
     pub fn write_str(&self, src: &[u8], i: u32, out: &mut Vec<u8>) {
         let n = self.node(i);
         let raw = &src[n.start as usize..n.end as usize];
-        if n.flag & ESCAPED == 0 {
+        if n.flag & RAW != 0 {
+            write_json_str(raw, out);
+        } else if n.flag & ESCAPED == 0 {
             // no escapes and (the scanner checked) no control characters: orjson writes it as is
             out.push(b'"');
             out.extend_from_slice(raw);

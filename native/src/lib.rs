@@ -14,6 +14,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod avro_scan;
+pub mod avro_write;
 pub mod encode;
 pub mod geo;
 pub mod json_scan;
@@ -68,6 +70,12 @@ pub struct Engine {
     emitted: Vec<u64>,
     dropped: [u64; N_REASONS],
     drop_order: Vec<u8>,
+    /// Avro inputs: the names blob then the value (`avro_scan`), reused.
+    abuf: Vec<u8>,
+    /// Avro outputs: an engine output's JSON text, its tape and a string buffer (`avro_write`).
+    jbuf: Vec<u8>,
+    otape: Tape,
+    atmp: Vec<u8>,
 }
 
 /// An OutRecord `(topic, key, value, None)` (a 4-tuple built directly, not from an iterator).
@@ -113,12 +121,38 @@ impl Engine {
         };
         let value_obj = t.get_item(4)?;
         let Ok(value) = value_obj.cast_exact::<PyBytes>() else { return Ok(false) };
-        let src = value.as_bytes();
+        let raw = value.as_bytes();
         let tspec = &self.spec.topics[ti];
-        if src.len() > tspec.max_bytes {
+        if raw.len() > tspec.max_bytes {
             return Ok(false);
         }
-        let Ok(root) = self.tape.scan(src) else { return Ok(false) };
+        let Some(av) = &tspec.avro else {
+            let Ok(root) = self.tape.scan(raw) else { return Ok(false) };
+            return self.scanned(py, ti, partition, offset, key, &key_obj, raw, root, out, store, clock);
+        };
+        // Avro: only the codec's own schema id (another one: registry or unknown_schema_id)
+        if raw.len() < 5 || raw[..5] != av.header[..] {
+            return Ok(false);
+        }
+        let mut buf = std::mem::take(&mut self.abuf);
+        buf.clear();
+        buf.extend_from_slice(&av.names);
+        let body = buf.len() + 5;
+        buf.extend_from_slice(raw);
+        let r = match avro_scan::scan(&mut self.tape, &buf, body, &av.root) {
+            Ok(root) => self.scanned(py, ti, partition, offset, key, &key_obj, &buf, root, out, store, clock),
+            Err(_) => Ok(false),
+        };
+        self.abuf = buf;
+        r
+    }
+
+    /// The rest of `one` once the event is on the tape (`src`: the bytes it points into).
+    #[allow(clippy::too_many_arguments)]
+    fn scanned(&mut self, py: Python<'_>, ti: usize, partition: i64, offset: i64, key: Option<&[u8]>,
+               key_obj: &Bound<'_, PyAny>, src: &[u8], root: u32, out: &Bound<'_, PyList>, store: &Bound<'_, PyAny>,
+               clock: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        let tspec = &self.spec.topics[ti];
         let tape = &self.tape;
         if tape.node(root).kind != Kind::Obj {
             return Ok(false);
@@ -183,6 +217,11 @@ impl Engine {
                     return Ok(false);
                 }
             }
+        }
+        // an Avro decision record holds the partition in an int: beyond it the Python
+        // engine's codec refuses the record (DLQ), which is its to write
+        if sp.avro_out.is_some() && i32::try_from(partition).is_err() {
+            return Ok(false);
         }
         // consent state and summaries
         let n_eng = sp.engines.len();
@@ -254,6 +293,18 @@ impl Engine {
                             let Some(c) = cv else { return Ok(false) };
                             encode::int(&mut self.outs, c);
                             self.outs.extend_from_slice(&e.trailer);
+                            if let Some(ao) = &sp.avro_out {
+                                // the output in Avro: the JSON text just written, re-encoded
+                                self.jbuf.clear();
+                                self.jbuf.extend_from_slice(&self.outs[a..]);
+                                self.outs.truncate(a);
+                                let Ok(root) = self.otape.scan(&self.jbuf) else { return Ok(false) };
+                                self.outs.extend_from_slice(&ao.out_header);
+                                if avro_write::write(&ao.out.root, &self.otape, &self.jbuf, &ao.out.names, Some(root),
+                                                     &mut self.outs, &mut self.atmp).is_err() {
+                                    return Ok(false);
+                                }
+                            }
                             Pending::Timed { min_ea, post: None, out: Some((a, self.outs.len(), okey, sent)) }
                         }
                     }
@@ -270,8 +321,17 @@ impl Engine {
         let sj = &self.subj;
         let subj_w = |h: &mut Vec<u8>| h.extend_from_slice(sj);
         let eid_w = |h: &mut Vec<u8>| tape.write_str(src, event_id, h);
-        self.parts.set(&eid_w, subject_node.map(|_| &subj_w as &dyn Fn(&mut Vec<u8>)), &sp.head_suffix, cv,
-                       &sp.cvp_suffix, ts, now, &tspec.json, partition, offset);
+        match &sp.avro_out {
+            Some(ao) => {
+                let mut tmp = Vec::new();
+                let eid = tape.str_bytes(src, event_id, &mut tmp);
+                // the subject is the key (checked above)
+                self.parts.set_avro(&ao.decision_header, eid, subject_node.and(key), &sp.head_suffix, cv,
+                                    &sp.cvp_suffix, ts, now, &tspec.json, partition, offset);
+            }
+            None => self.parts.set(&eid_w, subject_node.map(|_| &subj_w as &dyn Fn(&mut Vec<u8>)), &sp.head_suffix,
+                                   cv, &sp.cvp_suffix, ts, now, &tspec.json, partition, offset),
+        }
         let dtopic = sp.decisions_topic.bind(py);
         let mut reasons = [0u8; 64];
         let mut n_reasons = 0;
@@ -285,7 +345,7 @@ impl Engine {
             self.rec.extend_from_slice(&self.parts.cvp);
             self.rec.extend_from_slice(&self.parts.tail);
             let d = PyBytes::new(py, &self.rec);
-            out.append(record(py, dtopic, &key_obj, d)?)?;
+            out.append(record(py, dtopic, key_obj, d)?)?;
             self.decided += 1;
             self.count_drop(r, n_eng as u64);
             return Ok(true);
@@ -308,8 +368,13 @@ impl Engine {
                         let v = PyBytes::new(py, &self.outs[a..b]);
                         out.append(record(py, e.topic.bind(py), &okey_obj, v)?)?;
                         self.rec.extend_from_slice(&e.entry_emitted);
-                        encode::categories(&mut self.rec, &sp.categories_json, sent);
-                        self.rec.push(b'}');
+                        match &sp.avro_out {
+                            Some(ao) => encode::avro_categories(&mut self.rec, &ao.categories, sent),
+                            None => {
+                                encode::categories(&mut self.rec, &sp.categories_json, sent);
+                                self.rec.push(b'}');
+                            }
+                        }
                         self.emitted[ei] += 1;
                         None
                     } else {
@@ -330,7 +395,7 @@ impl Engine {
         self.rec.extend_from_slice(&self.parts.cvp);
         self.rec.extend_from_slice(&self.parts.tail);
         let d = PyBytes::new(py, &self.rec);
-        out.insert(first_output, record(py, dtopic, &key_obj, d)?)?;
+        out.insert(first_output, record(py, dtopic, key_obj, d)?)?;
         self.decided += 1;
         for &r in &reasons[..n_reasons] {
             self.count_drop(r, 1);
@@ -372,6 +437,10 @@ impl Engine {
             emitted: vec![0; n],
             dropped: [0; N_REASONS],
             drop_order: Vec::new(),
+            abuf: Vec::with_capacity(1024),
+            jbuf: Vec::with_capacity(1024),
+            otape: Tape::new(),
+            atmp: Vec::new(),
         })
     }
 

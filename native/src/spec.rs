@@ -6,6 +6,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
+use crate::avro_scan::{AType, MAX_DEPTH};
 use crate::pseudonym::Keyed;
 use crate::rule::N_REASONS;
 
@@ -114,12 +115,104 @@ impl TopIndex {
 /// An input event topic.
 pub struct TopicSpec {
     pub name: Py<PyString>,
-    /// orjson.dumps(topic), for the decision record.
+    /// The topic as the decision record writes it: orjson.dumps(topic), or its Avro string.
     pub json: Vec<u8>,
     /// Event type ids this topic's kind accepts.
     pub types: Vec<u16>,
     pub purchase: bool,
     pub max_bytes: usize,
+    /// Avro input (Confluent wire format): None for JSON.
+    pub avro: Option<AvroInput>,
+}
+
+/// An Avro input topic: the codec's own header and its schema's program.
+pub struct AvroInput {
+    /// Magic byte and schema id: any other id goes to Python (registry, unknown id).
+    pub header: Vec<u8>,
+    /// The record's field names, which the program's names point into.
+    pub names: Vec<u8>,
+    pub root: AType,
+}
+
+/// A type of `native_avro.program`: `[code]`, `["union", [t..]]`,
+/// `["record", [[name start, name end, t, absent]..]]`, `["array", t]`.
+fn atype(v: &Bound<'_, PyAny>, names_len: usize, depth: u32) -> PyResult<AType> {
+    let bad = || PyValueError::new_err("native spec: not an Avro type program");
+    if depth > MAX_DEPTH {
+        return Err(bad());
+    }
+    let code: String = v.get_item(0)?.extract()?;
+    Ok(match code.as_str() {
+        "null" => AType::Null,
+        "boolean" => AType::Bool,
+        "int" => AType::Int,
+        "long" => AType::Long,
+        "double" => AType::Double,
+        "string" => AType::Str,
+        "bytes" => AType::Bytes,
+        "union" => {
+            let mut bs = Vec::new();
+            for b in v.get_item(1)?.try_iter()? {
+                bs.push(atype(&b?, names_len, depth + 1)?);
+            }
+            AType::Union(bs)
+        }
+        "record" => {
+            let mut fs = Vec::new();
+            for f in v.get_item(1)?.try_iter()? {
+                let f = f?;
+                let a: u32 = f.get_item(0)?.extract()?;
+                let b: u32 = f.get_item(1)?.extract()?;
+                if a > b || b as usize > names_len {
+                    return Err(bad());
+                }
+                let absent: u8 = f.get_item(3)?.extract()?;
+                fs.push((a, b, atype(&f.get_item(2)?, names_len, depth + 1)?, absent));
+            }
+            AType::Record(fs)
+        }
+        "array" => AType::Array(Box::new(atype(&v.get_item(1)?, names_len, depth + 1)?)),
+        _ => return Err(bad()),
+    })
+}
+
+/// The output side in Avro: the output codec's header and schema program, and the
+/// decision record fragments' Avro bits (the fragments themselves are in the spec).
+pub struct AvroOutput {
+    pub out_header: Vec<u8>,
+    pub out: AvroInput,
+    pub decision_header: Vec<u8>,
+    /// per category: its Avro string
+    pub categories: Vec<Vec<u8>>,
+}
+
+fn avro_output(v: &Bound<'_, PyAny>) -> PyResult<Option<AvroOutput>> {
+    if v.is_none() {
+        return Ok(None);
+    }
+    let d = v.cast::<PyDict>()?;
+    let Some(out) = avro_input(&item(d, "output")?)? else {
+        return Err(PyValueError::new_err("native spec: avro_out without an output program"));
+    };
+    Ok(Some(AvroOutput {
+        out_header: out.header.clone(),
+        out,
+        decision_header: bytes_of(&item(d, "decision_header")?)?,
+        categories: strs(&item(d, "categories")?)?,
+    }))
+}
+
+fn avro_input(v: &Bound<'_, PyAny>) -> PyResult<Option<AvroInput>> {
+    if v.is_none() {
+        return Ok(None);
+    }
+    let d = v.cast::<PyDict>()?;
+    let names = bytes_of(&item(d, "names")?)?;
+    let root = atype(&item(d, "program")?, names.len(), 0)?;
+    if !matches!(root, AType::Record(_)) {
+        return Err(PyValueError::new_err("native spec: an Avro event schema is a record"));
+    }
+    Ok(Some(AvroInput { header: bytes_of(&item(d, "header")?)?, names, root }))
 }
 
 pub struct Spec {
@@ -139,6 +232,8 @@ pub struct Spec {
     pub decisions_topic: Py<PyString>,
     pub categories_json: Vec<Vec<u8>>,
     pub engines: Vec<EngineSpec>,
+    /// Avro outputs and decision records (None: JSON; the fragments above are then JSON).
+    pub avro_out: Option<AvroOutput>,
     /// Top ids of the envelope fields.
     pub id_event_id: u16,
     pub id_subject_id: u16,
@@ -212,6 +307,7 @@ impl Spec {
                 types,
                 purchase: item(t, "purchase")?.extract()?,
                 max_bytes: item(t, "max_bytes")?.extract()?,
+                avro: avro_input(&item(t, "avro")?)?,
             });
         }
         let hex_chars: usize = item(d, "hex_chars")?.extract()?;
@@ -296,6 +392,7 @@ impl Spec {
             decisions_topic: item(d, "decisions_topic")?.cast_into::<PyString>()?.unbind(),
             categories_json: strs(&item(d, "categories_json")?)?,
             engines,
+            avro_out: avro_output(&item(d, "avro_out")?)?,
         })
     }
 }

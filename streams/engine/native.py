@@ -31,7 +31,9 @@ from streams.engine import batch as _batch
 from streams.engine.batch import BatchResult, Filter, TopicNames
 from streams.engine import fragments as _fragments
 from streams.engine.codecs import EVENT_TYPES, JsonCodec
+from streams.engine.fragments import avro_str
 from streams.engine.decide import REASONS
+from streams.engine.native_avro import avro_input, avro_output, decision_fragments
 from streams.engine.policy import ENVELOPE, PATHS_BY_TYPE, PSEUDONYM_HEX_CHARS, T_PSEUDONYMIZE, CompiledPolicy, engine_key
 from streams.errors import PFilterError
 
@@ -86,27 +88,37 @@ def _needs_key(eng: Any) -> bool:
 
 
 def spec_of(policy: CompiledPolicy, topics: TopicNames, event_codecs: dict[str, Any],
-            secret: bytes | None) -> dict[str, Any]:
+            secret: bytes | None, avro_out: dict[str, Any] | None = None) -> dict[str, Any]:
     """The compact spec of a compiled policy the native ``Engine`` is built from (once).
 
     Constant record fragments are encoded here with orjson, so their bytes are by
     construction those of the Python engine; the native side only writes what varies.
     ``event_codecs``: topic -> codec of the input topics the native side may decode
-    (JSON ones only). ``secret``: the pseudonym secret; without it, events that need a
-    pseudonym go through the Python engine."""
+    (JSON ones, and Avro ones in our own schema: ``native_avro``). ``secret``: the
+    pseudonym secret; without it, events that need a pseudonym go through the Python engine.
+    ``avro_out`` (``native_avro.avro_output``): outputs and decision records in Avro, the
+    decision fragments then ``fragments.AvroFragments``' (engine outputs are written as
+    JSON, then re-encoded natively)."""
     d = orjson.dumps
     top = list(dict.fromkeys([*ENVELOPE, "context", "items",
                               *(p.split(".")[0] for paths in PATHS_BY_TYPE.values() for p in paths)]))
     event_types = list(PATHS_BY_TYPE)
     topic_specs = []
     for name, codec in event_codecs.items():
-        if type(codec) is not JsonCodec or codec.kind not in EVENT_TYPES:
+        if getattr(codec, "kind", None) not in EVENT_TYPES:
             continue
-        topic_specs.append({"name": name, "json": d(name), "types": sorted(EVENT_TYPES[codec.kind]),
-                            "purchase": codec.kind == "purchase_event", "max_bytes": codec.max_bytes})
+        avro = None
+        if type(codec) is not JsonCodec:
+            avro = avro_input(codec)
+            if avro is None:
+                continue
+        topic_specs.append({"name": name, "json": avro_str(name) if avro_out else d(name), "types": sorted(EVENT_TYPES[codec.kind]),
+                            "purchase": codec.kind == "purchase_event", "max_bytes": codec.max_bytes,
+                            "avro": avro})
     # decision record fragments: the Python engine's own (fragments.JsonFragments), so the
     # bytes are its bytes by construction
     jf = _fragments.JsonFragments(policy)
+    af = decision_fragments(policy, avro_out["decision_header"]) if avro_out else None
     engines = []
     for i, eng in enumerate(policy.engines):
         first = i == 0
@@ -119,10 +131,13 @@ def spec_of(policy: CompiledPolicy, topics: TopicNames, event_codecs: dict[str, 
                 full = eng.default_plan
             plans[t] = [(head, list(rest), list(parents), leaf, dotted, bit, code, shape)
                         for head, rest, parents, leaf, dotted, bit, code, shape in full]
-        empty = jf.entry(first, eng.name, _batch.EMITTED, None, [])
-        cats_tail = b'"categories_sent":' + d([]) + b"}"
+        fr = af or jf
+        empty = fr.entry(first, eng.name, _batch.EMITTED, None, [])
+        # the emitted entry without its (empty) categories: the native side writes them
+        cats_tail = b"\x00" if af else b'"categories_sent":' + d([]) + b"}"
         if not empty.endswith(cats_tail):
             raise NativeEngineError("the decision record's engine entry does not end with its categories")
+        emitted_head = empty[: -len(cats_tail)] + (b"" if af else b'"categories_sent":')
         engines.append({
             "topic": eng.topic,
             "needs_idx": list(eng.needs_idx),
@@ -136,18 +151,20 @@ def spec_of(policy: CompiledPolicy, topics: TopicNames, event_codecs: dict[str, 
             "ts_hour": bool(eng.ts_hour),
             "encrypts": bool(eng.encrypted),
             "key": engine_key(secret, eng.name) if secret and _needs_key(eng) else None,
-            "entry_dropped": [jf.entry(first, eng.name, _batch.DROPPED, r, []) for r in REASONS],
-            "entry_emitted": empty[: -len(cats_tail)] + b'"categories_sent":',
+            "entry_dropped": [fr.entry(first, eng.name, _batch.DROPPED, r, []) for r in REASONS],
+            "entry_emitted": emitted_head,
             "trailer": (b',"policy_version":' + d(eng.policy_version) + b',"purposes":' + d(list(eng.relied_on))
                         + b',"engine":' + d(eng.name) + b"}"),
             "plans": plans,
         })
+    fr = af or jf
     return {
-        "head_suffix": jf._decided,
-        "opening": jf.opening,
-        "closing": jf.closing,
-        "shared": [jf.shared.get(r, b"") for r in REASONS],
-        "cvp_suffix": jf._pv,
+        "head_suffix": fr._decided,
+        "opening": fr.opening,
+        "closing": fr.closing,
+        "shared": [fr.shared.get(r, b"") for r in REASONS],
+        "cvp_suffix": fr._pv,
+        "avro_out": avro_out,
         "vocab_fp": policy.vocab.fingerprint,
         "top_names": top,
         "event_types": event_types,
@@ -186,8 +203,10 @@ class NativeFilter:
         #: records decided by the Python fallback since construction (bench, tests)
         self.fallbacks = 0
         self._native: Any = None
-        if type(self._py._out_codec) is JsonCodec and type(self._py._decision_codec) is JsonCodec:
-            spec = spec_of(policy, topics, self._py._event_codecs, secret)
+        avro_out = avro_output(policy, self._py._out_codec, self._py._decision_codec)
+        if avro_out is not None or (type(self._py._out_codec) is JsonCodec
+                                    and type(self._py._decision_codec) is JsonCodec):
+            spec = spec_of(policy, topics, self._py._event_codecs, secret, avro_out)
             self._native_topics = frozenset(t["name"] for t in spec["topics"])
             self._native = _ext.Engine(spec)
             self._check_keys(policy)
@@ -242,7 +261,8 @@ class NativeFilter:
 
     @property
     def native(self) -> bool:
-        """True when decisions go through the native engine (JSON outputs)."""
+        """True when decisions go through the native engine (JSON outputs, or Avro ones in
+        our schemas with their ids known)."""
         return self._native is not None
 
     def apply_consent(self, records: Iterable[tuple],

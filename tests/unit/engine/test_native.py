@@ -198,20 +198,26 @@ def test_unknown_topic_raises_like_python():
         nat.decide([rec])
 
 
-def test_avro_inputs_and_outputs_fall_back_to_python():
+def test_avro_inputs_and_outputs_are_native():
+    """Avro inputs in our schemas are decided natively (issue 10), JSON or Avro outputs;
+    a value under another schema id goes to Python (unknown_schema_id, its DLQ entry)."""
     avro_in = {T.clickstream: "avro", T.purchases: "json", T.consent: "json", "output": "json"}
     py, nat = _pair(formats=avro_in)
     py.apply_consent(_consents())
     nat.apply_consent(_consents())
-    batch = [_erec(click(event_id="e-a"), 1, fmt="avro"), _erec(purchase(event_id="e-j"), 2)]
+    good = _erec(click(event_id="e-a"), 1, fmt="avro")
+    other_id = good[:4] + (b"\x00\x00\x00\x00\x63" + good[4][5:],) + good[5:]
+    batch = [good, _erec(purchase(event_id="e-j"), 2), other_id]
     calls = _fallbacks(nat)
-    _same(py.decide(batch), nat.decide(batch))
-    assert len(calls) == 1  # the Avro click; the JSON purchase natively
+    a, b = py.decide(batch), nat.decide(batch)
+    _same(a, b)
+    assert len(calls) == 1 and a.dlq == 1  # only the unknown schema id
     avro_out = dict(JSON, output="avro")
     py, nat = _pair(formats=avro_out)
-    assert not nat.native
+    assert nat.native
     py.apply_consent(_consents())
     nat.apply_consent(_consents())
+    calls = _fallbacks(nat)
     _same(py.decide(_events()), nat.decide(_events()))
 
 
