@@ -109,17 +109,14 @@ def avro_input(codec: Any) -> dict[str, Any] | None:
     """The spec of an Avro input topic (``spec_of``), or None when the native side must not
     decode it: not our compiled codec, no schema id yet (registry, before its first
     encode), or a schema the program cannot express."""
-    if type(codec) is not AvroCodec or codec.header is None or codec._read is None:
-        return None
-    prog = program(codec._raw)
-    if prog is None:
-        return None
-    names, root = prog
-    return {"header": codec.header, "names": names, "program": root}
+    return _program_of(codec, "_read")
 
 
-def _program_of(codec: Any) -> dict[str, Any] | None:
-    if type(codec) is not AvroCodec or codec.header is None or codec._write is None:
+def _program_of(codec: Any, side: str) -> dict[str, Any] | None:
+    """The compiled program of an AvroCodec's schema with its header, or None (not our
+    codec, no schema id yet, no compiled reader or writer (``side``), or a schema the
+    program cannot express)."""
+    if type(codec) is not AvroCodec or codec.header is None or getattr(codec, side) is None:
         return None
     prog = program(codec._raw)
     if prog is None:
@@ -132,7 +129,7 @@ def avro_output(policy: CompiledPolicy, out_codec: Any, decision_codec: Any) -> 
     """The spec's ``avro_out`` (engine outputs and decision records in Avro), or None when
     the native side must not write them: not our compiled codecs, or no schema id yet
     (registry, before the first encode: the Python engine registers)."""
-    out = _program_of(out_codec)
+    out = _program_of(out_codec, "_write")
     if out is None or type(decision_codec) is not AvroCodec or decision_codec.header is None:
         return None
     return {"output": out, "decision_header": decision_codec.header,
