@@ -40,10 +40,12 @@ class WorkerPhases:
         self.say("fast runtime: baseline (empty consent), restore, restart from checkpoint…")
         out: dict[str, Any] = {}
         s_base = self.settings("fast-baseline", inputs="idle", consent="empty", runtime="fast")
+        self.create(s_base)  # the worker refuses to start without its state topics
         r = self._ready_run(s_base, "fast-baseline", "fast")
         r.pop("worker").stop()
         out["baseline"] = r
         s_rest = self.settings("fast-restore", inputs="idle", runtime="fast")
+        self.create(s_rest)
         r = self._ready_run(s_rest, "fast-restore", "fast")
         w = r.pop("worker")
         r["consent_records"] = metric(w, "pfilter_consent_records_total")
@@ -164,11 +166,13 @@ class WorkerPhases:
         self.say("faust runtime (RocksDB): baseline (empty consent) and consent restore…")
         out: dict[str, Any] = {"store": self.base.store}
         s_base = self.settings("faust-baseline", inputs="idle", consent="empty", runtime="faust")
+        self.create(s_base)
         r = self._ready_run(s_base, "faust-baseline", "faust")
         r.pop("worker").stop()
         r["state_dir_bytes"] = du(Path(s_base.state_dir) / "faust")
         out["baseline"] = r
         s = self.settings("faust-restore", inputs="idle", runtime="faust")
+        self.create(s)
         w = self.start_worker(s, "faust-restore", "faust")
         try:
             ready_s = w.wait_ready(timeout=STARTUP_CAP_S)

@@ -164,10 +164,20 @@ class NoticeSchedule:
             out.append(self._notice(subject, i, ea, _EXPIRED, state, now))
 
     # ------------------------------------------------------------------ time
-    def advance(self, now: int, lookup: Callable[[str], ConsentState | None]) -> list[Notice]:
+    def advance(self, now: int, lookup: Callable[[str], ConsentState | None],
+                limit: int | None = None) -> list[Notice]:
         """Every notice due at or before ``now`` whose grant ``lookup(subject)`` still
         holds; then ``clock = now`` (never backwards: a clock that steps back sends
-        nothing until it passes the old one again)."""
+        nothing until it passes the old one again).
+
+        ``limit``: return about that many at most (a first start over a population whose
+        grants expired long ago has millions due at once; held in one list they cost GBs).
+        A call that stops early stops only between two due times, so every entry due at
+        or before the last one it sent went out, and sets ``clock`` to that due time:
+        the invariant holds, and the next call goes on from there (``clock < now``
+        after the call says it stopped early). Entries
+        sharing one due time all go out together, so ``limit`` can be exceeded by them.
+        """
         if now <= self.clock:
             return []
         heap = self._heap
@@ -175,6 +185,9 @@ class NoticeSchedule:
         before, vocab = self.before, self.vocab
         last = None
         while heap and heap[0][0] <= now:
+            if limit is not None and len(out) >= limit and last is not None and heap[0][0] != last[0]:
+                self.clock = last[0]
+                return out
             entry = heapq.heappop(heap)
             if entry == last:
                 continue  # the same grant scheduled twice (equal entries pop one after the other)

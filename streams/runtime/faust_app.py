@@ -356,7 +356,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
             notices.load(p, partition_states(table, p, partitions))
         notices.forget(set(notices.schedules) - owned)
         out: list[tuple] = []
-        notices.tick({p: TablePartitionView(table, p) for p in notices.schedules}, out)
+        # unbounded: faust's durable clock is the greatest sent_at in the notices topic
+        # (faust_notices), and a tick stopped early would leave notices due before that
+        notices.tick({p: TablePartitionView(table, p) for p in notices.schedules}, out, limit=None)
         if out:
             await sink.send_async(out)
 

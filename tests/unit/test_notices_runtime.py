@@ -53,6 +53,40 @@ def test_partition_notices_encode_and_mark_dirty_partitions() -> None:
     assert pn.dirty == set()
 
 
+def test_a_backlog_of_due_notices_goes_out_in_bounded_ticks() -> None:
+    """A first start over grants that expired long ago: every tick takes at most its limit
+    per partition (plus ties), the next tick is due at once, and the clock committed
+    with each tick's notices covers exactly what went out."""
+    from streams.engine.batch import Filter, TopicNames
+
+    policy = load_policy(None, secret=b"k")
+    pn = PartitionNotices(policy, "notices", "json", clock=lambda: 400 * DAY)
+    pn.assign(0, None)
+    store: dict = {}
+    filt = Filter(policy, TopicNames(), {"output": "json"}, store=store)
+    recs = [("consent", 0, i, f"u{i}".encode(), orjson.dumps(_consent(f"u{i}", 1, (40 + i) * DAY)), None, 0)
+            for i in range(25)]
+    filt.apply_consent(recs, store)
+    pn.load(0, store.items())
+    sizes, clocks = [], []
+    while True:
+        out: list = []
+        pn.tick({0: store}, out, limit=10)
+        sizes.append(len(out))
+        clocks.append(clock_from_metadata(pn.metadata(0)))
+        if not pn.due():
+            break
+        assert len(sizes) < 20, "the backlog never drains"
+    assert sum(sizes) == 50 and max(sizes) <= 11  # 25 reconfirm + 25 expired, one due time may tie
+    assert clocks == sorted(clocks) and clocks[-1] == 400 * DAY and len(sizes) >= 5
+    # an unbounded tick (the faust runtime's) takes the whole backlog at once
+    pn2 = PartitionNotices(policy, "notices", "json", clock=lambda: 400 * DAY)
+    pn2.assign(0, None)
+    pn2.load(0, store.items())
+    out = []
+    assert pn2.tick({0: store}, out, limit=None) == 50 and not pn2.due()
+
+
 @pytest.mark.parametrize(("change", "problem"), [
     ({}, None),
     ({"kind": "expired"}, "sent before it was due"),
