@@ -254,7 +254,8 @@ class Filter:
             else:
                 # fast path: one pass that validates what the codec check and parse_consent
                 # would and builds the state; anything else takes the check and merge below
-                parsed = parse_wellformed(doc, subject, offset, vocab, res.ignored) if raw_decode else None
+                parsed = (parse_wellformed(doc, subject, offset, vocab, res.ignored, self.signal_cache)
+                          if raw_decode else None)
                 if parsed is not None:
                     new = merge_state(current, parsed, vocab)
                 else:

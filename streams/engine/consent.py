@@ -40,7 +40,7 @@ from streams.engine.state import (  # noqa: F401 - the state's names, re-exporte
     UPDATED_AT, ConsentState, Vocabulary, Wide, blocked_state, is_blocked, make_profile, make_state, pair_index,
     state_from_bytes, state_to_bytes, times_of, wide,
 )
-from streams.engine.vocab import I64_MAX, I64_MIN
+from streams.engine.vocab import BASES, I64_MAX, I64_MIN
 from streams.errors import PFilterError
 
 _STATUSES = ("granted", "denied", "withdrawn")
@@ -186,13 +186,11 @@ def parse_consent(
     if not _is_int(offset):
         raise ValueError("offset must be an int")
     try:
-        objections = rules.objections_of(record)
-        signals = rules.signals_of(record, cache)
+        f = rules.fold_record(record, granted, named, cmask, named_c, gpc, cache)
     except ConsentFieldError as exc:
         raise _bad(str(exc), updated_at) from None
     objected = gates = 0
-    if objections or signals is not None:
-        f = rules.fold(granted, named, cmask, named_c, gpc, objections, signals)
+    if f is not None:
         granted, cmask, gpc, objected, gates = f.granted, f.categories, f.gpc, f.objected, f.gates
         if f.signal_grants:  # granted by signals alone: since the record's change, no expiry
             for i in range(n):
@@ -217,6 +215,7 @@ def parse_wellformed(
     offset: int,
     vocab: Vocabulary,
     counts: MutableMapping[str, int] | None = None,
+    cache: sig.SignalCache | None = None,
 ) -> ConsentState | None:
     """``parse_consent`` of a record that also passes the codecs' consent check, in one pass.
 
@@ -240,10 +239,13 @@ def parse_wellformed(
     if (type(purposes) is not dict or type(categories) is not dict or type(jur) is not str
             or type(gpc) is not bool):
         return None
-    # the consent rules' fields (objections, signals) take the general path: decoding and
-    # folding them is parse_consent's, once; a plain record stays on this one
-    if (get("tcf") is not None or get("gpp") is not None or get("consent_mode") is not None
-            or get("sec_gpc") is not None or get("objections") is not None):
+    # the consent rules' fields: only the codec check's types here; what they mean is
+    # ConsentRules.fold_record's (memoized), below
+    tcf, gpp, cm, sec, obj = get("tcf"), get("gpp"), get("consent_mode"), get("sec_gpc"), get("objections")
+    rule_fields = tcf is not None or gpp is not None or cm is not None or sec is not None or obj is not None
+    if rule_fields and ((tcf is not None and type(tcf) is not str) or (gpp is not None and type(gpp) is not str)
+                        or (cm is not None and type(cm) is not dict) or (sec is not None and type(sec) is not bool)
+                        or (obj is not None and type(obj) is not list)):
         return None
     if len(jur) > MAX_JURISDICTION_BYTES // 4 and len(jur.encode("utf-8", "surrogatepass")) > MAX_JURISDICTION_BYTES:
         return None
@@ -251,11 +253,17 @@ def parse_wellformed(
     granted_at = [NOT_GRANTED] * n
     expires_at = [NOT_GRANTED] * n
     granted = 0
+    named = 0
     unknown_p = 0
     pidx = vocab.purpose_index
     lo, hi = I64_MIN, I64_MAX
+    rules = vocab.rules
+    not_allowed = 0
     for name, entry in purposes.items():
-        if type(entry) is not dict or entry.get("basis") is not None:
+        if type(entry) is not dict:
+            return None
+        basis = entry.get("basis")
+        if basis is not None and (type(basis) is not str or basis not in BASES):
             return None
         status = entry.get("status")
         ga = entry.get("granted_at")
@@ -269,12 +277,17 @@ def parse_wellformed(
         if status == "granted" and ga is not None and ea is not None and ea <= ga:
             return None  # ends before it begins: the codec check rejects it (any purpose, known or not)
         i = pidx.get(name)
+        if i is not None:
+            named |= 1 << i
         if status == "granted":
             if i is None:
                 unknown_p += 1
                 continue
             if ga is None:
                 return None
+            if basis is not None and not rules.allows(i, basis):
+                not_allowed += 1  # CONTRACT §3: granted only with an allowed basis
+                continue
             granted |= 1 << i
             granted_at[i] = ga
             expires_at[i] = NO_EXPIRY if ea is None else ea
@@ -284,6 +297,7 @@ def parse_wellformed(
         else:
             return None
     cmask = 0
+    named_c = 0
     unknown_c = 0
     cidx = vocab.category_index
     for name, value in categories.items():
@@ -292,14 +306,32 @@ def parse_wellformed(
         j = cidx.get(name)
         if j is None:
             unknown_c += 1
-        elif value:
-            cmask |= 1 << j
+        else:
+            named_c |= 1 << j
+            if value:
+                cmask |= 1 << j
+    objected = gates = 0
+    if rule_fields:
+        try:
+            f = rules.fold_record(record, granted, named, cmask, named_c, gpc, cache)
+        except ConsentFieldError:
+            return None  # parse_consent says what is wrong
+        if f is not None:
+            granted, cmask, gpc, objected, gates = f.granted, f.categories, f.gpc, f.objected, f.gates
+            if f.signal_grants:  # as in parse_consent: granted by signals alone, no expiry
+                for i in range(n):
+                    if f.signal_grants >> i & 1:
+                        granted_at[i] = updated_at
+                        expires_at[i] = NO_EXPIRY
     if counts is not None:
         if unknown_p:
             counts["unknown_purpose"] = counts.get("unknown_purpose", 0) + unknown_p
         if unknown_c:
             counts["unknown_category"] = counts.get("unknown_category", 0) + unknown_c
-    return make_state(updated_at, offset, granted, granted_at, expires_at, cmask, jur, gpc, 0, vocab.fingerprint)
+        if not_allowed:
+            counts["basis_not_allowed"] = counts.get("basis_not_allowed", 0) + not_allowed
+    return make_state(updated_at, offset, granted, granted_at, expires_at, cmask, jur, gpc, 0, vocab.fingerprint,
+                      objected, gates)
 
 
 def merge_state(current: ConsentState | None, new: ConsentState, vocab: Vocabulary) -> ConsentState:

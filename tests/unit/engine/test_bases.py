@@ -239,10 +239,21 @@ def test_each_distinct_string_is_decoded_once():
     f = fresh()
     s = tc(purposes=(1, 2, 3, 4))
     g = usnat(SaleOptOut=1)
+    rules = f.policy.vocab.rules
+    rules._folds.clear()  # the rules' fold memo is shared by every Filter of this policy
     f.apply_consent([crec(f"s-{i}", consent(f"s-{i}", tcf=s, gpp=g), i) for i in range(50)])
     stats = f.signal_cache.stats()
-    assert stats["tcf"].misses == 1 and stats["tcf"].hits == 49
-    assert stats["gpp"].misses == 1 and stats["gpp"].hits == 49
+    # decoded on the first record; the other 49 (same choices) are answered by the fold
+    # memo (ConsentRules.fold_record) before the signal cache is asked
+    assert stats["tcf"].misses == 1 and stats["tcf"].hits == 0
+    assert stats["gpp"].misses == 1 and stats["gpp"].hits == 0
+    assert len(rules._folds) == 1
+    # a record with other choices but the same strings misses the memo, hits the cache
+    other = consent("s-x", tcf=s, gpp=g)
+    other["gpc"] = not other["gpc"]
+    f.apply_consent([crec("s-x", other, 50)])
+    stats = f.signal_cache.stats()
+    assert stats["tcf"] == (1, 1, 1, stats["tcf"].maxsize) and len(rules._folds) == 2
 
 
 def fresh_state(rec: dict) -> tuple:

@@ -356,3 +356,74 @@ def test_state_bytes_round_trip_and_rejects():
             state_from_bytes(data + b"x")
     with pytest.raises(ValueError, match="not a consent state"):
         state_from_bytes(struct.pack(">BBBBIqqQQ", 1, 0, 0, 2, 0, 0, 0, 3, 0) + b"\x00" * 20)
+
+
+def _population_consents(n: int) -> list[dict]:
+    from streams import population
+
+    spec = population.PopulationSpec(subjects=n, seed=5)
+    return list(population.consent_records(spec, NOW))
+
+
+#: values for the consent rules' fields: valid, wrong type, and not understood
+_RULE_VALUES = {
+    "tcf": [None, "x", 3, "", "CO"],
+    "gpp": [None, "x", 3, "DBABM~"],
+    "consent_mode": [None, {}, {"ad_storage": "granted"}, {"ad_storage": "denied", "analytics_storage": "granted"},
+                     {"bogus": "granted"}, {"ad_storage": True}, {"ad_storage": ["granted"]}, "granted", []],
+    "sec_gpc": [None, True, False, 1, 0, "true"],
+    "objections": [None, [], ["direct_marketing"], ["profiling", "direct_marketing"], ["nope"], [1], [[]],
+                   "profiling", {}],
+}
+
+
+def _parse_outcome(rec: dict, subject: str, offset: int, vocab) -> object:
+    try:
+        return parse_consent(copy.deepcopy(rec), subject, offset, vocab, {})
+    except MalformedConsent as exc:
+        return ("malformed", exc.error_class, str(exc))
+
+
+def test_parse_wellformed_is_check_plus_parse_for_records_with_signals_and_bases():
+    """Records of the bench population (TCF, GPP, Consent Mode, GPC, bases) and mutations of
+    their rule fields, swapped between records too. The fast path folds through the rules'
+    memo, which earlier records filled; the reference folds on its own policy object with
+    an empty memo each time, so a memo that answered for the wrong record would show."""
+    codec = get_codec("consent_record", "json")
+    vocab = POLICY.vocab
+    ref_vocab = load_policy(secret=SECRET).vocab  # same fingerprint, its own memo
+    assert ref_vocab.fingerprint == vocab.fingerprint and ref_vocab.rules is not vocab.rules
+    base = _population_consents(400)
+    pool = {f: [r[f] for r in base if r.get(f) is not None] for f in _RULE_VALUES}
+    rnd = random.Random(13)
+    accepted = signalled = 0
+    for i in range(3000):
+        rec = copy.deepcopy(rnd.choice(base))
+        subject = rec["subject_id"]
+        for _ in range(rnd.randrange(0, 3)):
+            f = rnd.choice(list(_RULE_VALUES))
+            if pool[f] and rnd.random() < 0.5:
+                rec[f] = copy.deepcopy(rnd.choice(pool[f]))  # another record's valid value
+            else:
+                rec[f] = copy.deepcopy(rnd.choice(_RULE_VALUES[f]))
+        if rnd.random() < 0.2 and rec["purposes"]:
+            p = rnd.choice(list(rec["purposes"]))
+            rec["purposes"][p]["basis"] = rnd.choice([None, "consent", "legitimate_interest", "contract", 1])
+        c1: dict[str, int] = {}
+        c2: dict[str, int] = {}
+        got = parse_wellformed(copy.deepcopy(rec), subject, i, vocab, c2)
+        ref_vocab.rules._folds.clear()
+        want = _reference_parse(codec, copy.deepcopy(rec), subject, i, ref_vocab, c1)
+        # parse_consent alone (no codec check before it) through the filled memo, too
+        ref_vocab.rules._folds.clear()
+        assert _parse_outcome(rec, subject, i, vocab) == _parse_outcome(rec, subject, i, ref_vocab), i
+        if got is not None:
+            accepted += 1
+            signalled += any(rec.get(f) is not None for f in _RULE_VALUES)
+            assert got == want and c1 == c2, i
+        elif want is not None:
+            pytest.fail(f"fast path refused a record the codec path accepts (iteration {i})")
+        else:
+            assert c2 == {}
+    assert accepted > 1000 and signalled > 500
+    assert len(vocab.rules._folds) > 10  # the memo was used
