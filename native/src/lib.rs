@@ -105,7 +105,9 @@ impl Engine {
         else {
             return Ok(false);
         };
-        let Ok(partition) = t.get_borrowed_item(1)?.extract::<i64>() else { return Ok(false) };
+        // a partition beyond int32 is not a Kafka record: the Python engine refuses it
+        let Ok(partition) = t.get_borrowed_item(1)?.extract::<i32>() else { return Ok(false) };
+        let partition = i64::from(partition);
         let Ok(offset) = t.get_borrowed_item(2)?.extract::<i64>() else { return Ok(false) };
         let key_obj = t.get_item(3)?;
         let key: Option<&[u8]> = if key_obj.is_none() {
@@ -217,11 +219,6 @@ impl Engine {
                     return Ok(false);
                 }
             }
-        }
-        // an Avro decision record holds the partition in an int: beyond it the Python
-        // engine's codec refuses the record (DLQ), which is its to write
-        if sp.avro_out.is_some() && i32::try_from(partition).is_err() {
-            return Ok(false);
         }
         // consent state and summaries
         let n_eng = sp.engines.len();

@@ -224,6 +224,8 @@ class Filter:
             topic, partition, offset, key, value, _h, _ts = rec
             if topic != consent_topic:
                 raise ValueError(f"apply_consent: record of topic {topic!r} is not a consent record")
+            if type(partition) is not int or not I32_MIN <= partition <= I32_MAX:
+                raise ValueError("apply_consent: a record's partition is not a 32-bit integer")
             subject, problem = self._key(key)
             if problem is not None:
                 self._dlq(res, rec, problem.error_class, error_message(problem), None)
@@ -351,6 +353,10 @@ class Filter:
             codec = codecs.get(topic)
             if codec is None:
                 raise ValueError(f"decide: record of topic {topic!r} is not an event topic")
+            if type(partition) is not int or not I32_MIN <= partition <= I32_MAX:
+                # not a Kafka record (partitions are int32): the Avro audit records could
+                # not name it (this raised EncodeError mid-batch before), JSON ones would
+                raise ValueError("decide: a record's partition is not a 32-bit integer")
             if type(key) is bytes:
                 try:
                     key_subject = key.decode("utf-8")

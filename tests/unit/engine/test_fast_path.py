@@ -137,7 +137,6 @@ def test_fast_decide_edge_cases(fmt_in, fmt_out):
     for i, s in enumerate(["s-1", "s-2", "s-3", "s-4", "s-5", "s-6", "s-7", None]):
         evs.append(_event_record(click(subject=s, event_id=f"e-{i}"), fmt_in, 10 + i))
         evs.append(_event_record(purchase(subject=s, event_id=f"p-{i}\u00e9\"\\"), fmt_in, 30 + i))
-    evs.append(_event_record(click(subject="s-1"), fmt_in, 50, partition=2**40))  # not an Avro int
     evs.append(_event_record(click(subject="s-1"), fmt_in, 51, key=b"\xff"))
     evs.append(_event_record(click(subject="s-1"), fmt_in, 52, key=b"s-2"))
     evs.append((T.clickstream, 0, 53, b"s-1", None, None, NOW))
@@ -149,6 +148,11 @@ def test_fast_decide_edge_cases(fmt_in, fmt_out):
         except C.EncodeError:  # a DLQ decision Avro cannot hold: raised by both paths alike
             with pytest.raises(C.EncodeError):
                 CodecPathFilter(POLICY, T, _formats(fmt_in, fmt_out), clock=lambda: NOW).decide(batch)
+    # a partition no broker has (beyond int32): both paths refuse the batch alike
+    big = [_event_record(click(subject="s-1"), fmt_in, 50, partition=2**40)]
+    for cls in (Filter, CodecPathFilter):
+        with pytest.raises(ValueError, match="partition"):
+            cls(POLICY, T, _formats(fmt_in, fmt_out), clock=lambda: NOW).decide(big)
     # a clock that is not an int, or not in the 64-bit range: the codec path decides
     _same(POLICY, fmt_in, "json", crecs, evs[:6], clock_values=[NOW + 0.5] * 40)
     _same(POLICY, fmt_in, "json", crecs, evs[:6], clock_values=[2**63] * 40)
