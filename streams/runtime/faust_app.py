@@ -43,7 +43,7 @@ from streams.logs import kv
 from streams.runtime import records
 from streams.runtime.barrier import ConsentSideReader, RevocationBarrier
 from streams.runtime.continuity import OffsetContinuity, order_batch
-from streams.runtime.faust_notices import last_sent_at, partition_states
+from streams.runtime.faust_notices import last_clock, partition_states
 from streams.runtime.faust_offsets import mark_decided
 from streams.runtime.keys import PartitionKeys
 from streams.runtime.notices import NOTICE_TICK_S, PartitionNotices
@@ -352,13 +352,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
             return
         owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_consent}
         for p in sorted(owned - set(notices.schedules)):
-            notices.assign(p, await loop_run(last_sent_at, settings, p))
+            notices.assign(p, await loop_run(last_clock, settings, p, writer.policy.notice_before_ms))
             notices.load(p, partition_states(table, p, partitions))
         notices.forget(set(notices.schedules) - owned)
         out: list[tuple] = []
-        # unbounded: faust's durable clock is the greatest sent_at in the notices topic
-        # (faust_notices), and a tick stopped early would leave notices due before that
-        notices.tick({p: TablePartitionView(table, p) for p in notices.schedules}, out, limit=None)
+        # bounded like the fast runtime's: faust_notices.last_clock reads the clock back
+        # from the due times, which a tick stopped at its limit leaves exact
+        notices.tick({p: TablePartitionView(table, p) for p in notices.schedules}, out)
         if out:
             await sink.send_async(out)
 

@@ -15,9 +15,9 @@ Where the clock lives is the runtime's choice:
   together or not at all, across kill -9, restarts and rebalances; a zombie is
   fenced because every transaction with notices sends the consent offsets (group
   generation) with it (``dirty``).
-- faust runtime: the greatest ``sent_at`` of the notices topic's partition (the
-  notices of consent partition p go to partition p: same count, murmur2 keys), read
-  when the partition is assigned (``streams.runtime.faust_notices``).
+- faust runtime: the greatest due time of the last notices in the notices topic's
+  partition (the notices of consent partition p go to partition p: same count,
+  murmur2 keys), read when the partition is assigned (``streams.runtime.faust_notices``).
 
 Contract: pure CPU except ``tick``'s clock read; outputs are appended to the
 caller's list as ``(topic, key, value, headers)``, never produced here. The

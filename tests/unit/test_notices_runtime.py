@@ -105,3 +105,44 @@ def test_reference_justifies_only_a_notice_the_consent_and_policy_allow(change: 
 def test_reference_reads_notice_before_on_its_own() -> None:
     assert reference.notice_before_ms({"notice_before": "90s"}) == 90_000
     assert reference.notice_before_ms({}) == 30 * DAY
+
+
+def test_the_faust_clock_read_back_from_due_times_loses_no_notice() -> None:
+    """faust reads its notice clock back from the notices topic. A late grant's notice
+    goes out between ticks, with a ``sent_at`` past the clock: taken as the clock, that
+    ``sent_at`` would skip a grant falling due in between; its due time does not."""
+    from streams.engine.batch import Filter, TopicNames
+    from streams.runtime.faust_notices import notice_due
+
+    policy = load_policy(None, secret=b"k")
+    before = policy.notice_before_ms
+    now = [100 * DAY]
+    pn = PartitionNotices(policy, "notices", "json", clock=lambda: now[0])
+    pn.assign(0, None)
+    store: dict = {}
+    filt = Filter(policy, TopicNames(), {"output": "json"}, store=store)
+    pn.tick({0: store}, [])  # the clock is now 100 days
+    out: list = []
+
+    def grant(subject: str, expires_at: int, offset: int) -> None:
+        recs = [("consent", 0, offset, subject.encode(), orjson.dumps(_consent(subject, offset + 1, expires_at)),
+                 None, 0)]
+        old = pn.before(recs, store)
+        filt.apply_consent(recs, store)
+        pn.after(0, old, store, out)
+
+    grant("a", 100 * DAY + before + 500, 0)  # reconfirm due 0.5 s after the clock: scheduled
+    now[0] = 100 * DAY + 800
+    grant("b", 100 * DAY + before - DAY, 1)  # came late: its reconfirm goes out at once
+    (_t, _k, value, _h), = out
+    sent = orjson.loads(value)
+    assert sent["subject_id"] == "b" and sent["sent_at"] == now[0]
+    # the worker dies before its next tick; a new owner restores its clock from the topic
+    for clock, a_notified in ((sent["sent_at"], False), (notice_due(sent, before), True)):
+        again = PartitionNotices(policy, "notices", "json", clock=lambda: 100 * DAY + 2_000)
+        again.assign(0, clock)
+        again.load(0, store.items())
+        got: list = []
+        again.tick({0: store}, got)
+        assert any(orjson.loads(v)["subject_id"] == "a" for _t, _k, v, _h in got) is a_notified
+    assert notice_due(dict(sent, kind="expired"), before) == min(sent["expires_at"], sent["sent_at"])
