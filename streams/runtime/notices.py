@@ -134,6 +134,11 @@ class PartitionNotices:
         self._emit(p, sent, out)
 
     # ------------------------------------------------------------------ time
+    @property
+    def behind(self) -> bool:
+        """The last tick stopped at its limit: more notices are due now."""
+        return self._behind
+
     def due(self) -> bool:
         return self._behind or time.monotonic() - self._last_tick >= NOTICE_TICK_S
 
