@@ -68,6 +68,26 @@ def _bad(msg: str, updated_at: int | None, error_class: str = "invalid_consent")
     return MalformedConsent(error_class, msg, updated_at)
 
 
+
+def _grant_by_signals(signal_grants: int, updated_at: int, granted_at: list[int], expires_at: list[int]) -> None:
+    """Purposes granted by signals alone: granted since the record's change, with no expiry
+    (a signal carries no expiry of its own)."""
+    i = 0
+    while signal_grants:
+        if signal_grants & 1:
+            granted_at[i] = updated_at
+            expires_at[i] = NO_EXPIRY
+        signal_grants >>= 1
+        i += 1
+
+
+def _count(counts: MutableMapping[str, int], unknown_p: int, unknown_c: int, not_allowed: int) -> None:
+    """What a parse ignored: unknown purposes and categories, grants with a basis not allowed."""
+    for name, k in (("unknown_purpose", unknown_p), ("unknown_category", unknown_c),
+                    ("basis_not_allowed", not_allowed)):
+        if k:
+            counts[name] = counts.get(name, 0) + k
+
 def parse_consent(
     record: Any,
     key_subject: str,
@@ -192,19 +212,11 @@ def parse_consent(
     objected = gates = 0
     if f is not None:
         granted, cmask, gpc, objected, gates = f.granted, f.categories, f.gpc, f.objected, f.gates
-        if f.signal_grants:  # granted by signals alone: since the record's change, no expiry
-            for i in range(n):
-                if f.signal_grants >> i & 1:
-                    granted_at[i] = updated_at
-                    expires_at[i] = NO_EXPIRY
+        if f.signal_grants:
+            _grant_by_signals(f.signal_grants, updated_at, granted_at, expires_at)
 
-    if counts is not None:
-        if unknown_p:
-            counts["unknown_purpose"] = counts.get("unknown_purpose", 0) + unknown_p
-        if unknown_c:
-            counts["unknown_category"] = counts.get("unknown_category", 0) + unknown_c
-        if not_allowed:
-            counts["basis_not_allowed"] = counts.get("basis_not_allowed", 0) + not_allowed
+    if counts is not None and (unknown_p or unknown_c or not_allowed):
+        _count(counts, unknown_p, unknown_c, not_allowed)
     return make_state(updated_at, offset, granted, granted_at, expires_at, cmask, jur, gpc, 0, vocab.fingerprint,
                       objected, gates)
 
@@ -318,18 +330,10 @@ def parse_wellformed(
             return None  # parse_consent says what is wrong
         if f is not None:
             granted, cmask, gpc, objected, gates = f.granted, f.categories, f.gpc, f.objected, f.gates
-            if f.signal_grants:  # as in parse_consent: granted by signals alone, no expiry
-                for i in range(n):
-                    if f.signal_grants >> i & 1:
-                        granted_at[i] = updated_at
-                        expires_at[i] = NO_EXPIRY
-    if counts is not None:
-        if unknown_p:
-            counts["unknown_purpose"] = counts.get("unknown_purpose", 0) + unknown_p
-        if unknown_c:
-            counts["unknown_category"] = counts.get("unknown_category", 0) + unknown_c
-        if not_allowed:
-            counts["basis_not_allowed"] = counts.get("basis_not_allowed", 0) + not_allowed
+            if f.signal_grants:
+                _grant_by_signals(f.signal_grants, updated_at, granted_at, expires_at)
+    if counts is not None and (unknown_p or unknown_c or not_allowed):
+        _count(counts, unknown_p, unknown_c, not_allowed)
     return make_state(updated_at, offset, granted, granted_at, expires_at, cmask, jur, gpc, 0, vocab.fingerprint,
                       objected, gates)
 
