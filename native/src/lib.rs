@@ -282,9 +282,6 @@ impl Engine {
                                                  &mut self.sc) else { return Ok(false) };
                     match r {
                         None => Pending::Timed { min_ea, post: None, out: None },
-                        // an output with encrypted fields: nothing is written yet, so the
-                        // whole record goes to the Python engine (it holds the data keys)
-                        Some(_) if e.encrypts => return Ok(false),
                         Some(sent) => {
                             self.outs.extend_from_slice(b",\"consent_version\":");
                             let Some(c) = cv else { return Ok(false) };

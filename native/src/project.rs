@@ -188,8 +188,8 @@ pub fn project(ev: &Event<'_>, eng: &EngineSpec, plan: &[Entry], allowed: u64, s
         }
         let a = sc.blobs.len();
         let ok = match ent.code {
-            // a field to encrypt is never copied as it is (defence in depth: lib.rs already
-            // hands every output of an encrypting engine to the Python engine)
+            // a field to encrypt is never copied as it is: the whole record goes to the Python
+            // engine, which holds the data keys (before anything of this output is written)
             T_ENCRYPT => return Err(Unsure),
             T_COUNTRY => coarsen_country(t, src, v, &mut sc.blobs)?,
             T_PSEUDONYMIZE => {

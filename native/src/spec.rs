@@ -25,7 +25,9 @@ pub enum Shape {
 pub const T_KEEP: u8 = 0;
 pub const T_PSEUDONYMIZE: u8 = 2;
 pub const T_COUNTRY: u8 = 3;
-/// `encrypt` (CONTRACT §10): never projected here; the record goes to the Python engine.
+/// `encrypt` (CONTRACT §10): never projected here. An output that would carry such a field
+/// (allowed and present) makes the projection `Unsure`, so the record goes to the Python
+/// engine, which holds the data keys; an output of the same engine without one is written here.
 pub const T_ENCRYPT: u8 = 5;
 
 /// One field of a plan (`policy._compile_engine.plan_for`).
@@ -55,9 +57,6 @@ pub struct EngineSpec {
     pub categories_mask: u64,
     pub pseudonymize_subject: bool,
     pub ts_hour: bool,
-    /// The engine encrypts fields (CONTRACT §10): a record it would emit goes to the Python
-    /// engine whole, which holds the data keys; its drops are decided here as any other.
-    pub encrypts: bool,
     /// None: no key was given (no secret); pseudonymizing events fall back to Python.
     pub key: Option<Keyed>,
     /// This engine's entry of a decision record, per drop reason (its separator included),
@@ -356,7 +355,6 @@ impl Spec {
                 categories_mask: item(e, "categories_mask")?.extract()?,
                 pseudonymize_subject: item(e, "pseudonymize_subject")?.extract()?,
                 ts_hour: item(e, "ts_hour")?.extract()?,
-                encrypts: item(e, "encrypts")?.extract()?,
                 key: if key.is_none() { None } else { Some(Keyed::new(&key.extract::<Vec<u8>>()?, hex_chars)) },
                 entry_dropped,
                 entry_emitted: bytes_of(&item(e, "entry_emitted")?)?,

@@ -290,3 +290,25 @@ def test_native_filter_equals_python_filter_when_engines_encrypt(doc, steps, now
     for x, y in zip(a, b):
         _same(x, y)
     assert py.store == nat.store
+
+
+def test_an_encrypting_engine_decides_natively_what_carries_no_field_to_encrypt():
+    """The default policy encrypts `email` and `phone` for the `email` engine: a purchase
+    without them is emitted to it natively; one with them goes to the Python engine, which
+    holds the data keys. The bytes are the Python engine's in both cases."""
+    from streams.engine.policy import load_policy
+    from tests.unit.engine.helpers import consent, purchase
+
+    policy = load_policy(secret=SECRET)
+    assert [e.name for e in policy.engines if e.encrypted] == ["email"]
+    plain = purchase(event_id="p0")
+    del plain["email"], plain["phone"]
+    cons = ("consent", [("s-1", orjson.dumps(consent()))])
+    for event, fallbacks in ((plain, 0), (purchase(event_id="p1"), 1)):
+        steps = [cons, ("events", [(b"s-1", orjson.dumps(event), True)])]
+        _py, a = _run_sealed(Filter, policy, steps, NOW)
+        nat, b = _run_sealed(NativeFilter, policy, steps, NOW, secret=SECRET)
+        for x, y in zip(a, b):
+            _same(x, y)
+        assert [t for t, *_ in b[1].records].count("personalization.email") == 1
+        assert nat.fallbacks == fallbacks
