@@ -71,6 +71,12 @@ class ConsentFiles:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.fingerprint = vocab_fingerprint
         self.last_write = time.monotonic()
+        #: partition -> consent offset of the file this process read or wrote: a state is a
+        #: function of the log up to its offset (under one vocabulary), so a partition whose
+        #: position has not moved needs no new file. Why: rewriting an unchanged 1M-subject
+        #: state every checkpoint interval took 4.4% of the fast runtime's main thread in a
+        #: drain without any consent change (py-spy, e2e fast-eos-native).
+        self._on_disk: dict[int, int] = {}
 
     def path(self, p: int) -> Path:
         return self.dir / f"consent-{p}.ckpt"
@@ -82,6 +88,7 @@ class ConsentFiles:
             data = marshal.loads(self.path(p).read_bytes())
             version, fp, offset, states = data
             if version == _CKPT_VERSION and fp == self.fingerprint:
+                self._on_disk[p] = offset
                 return states, offset
             log.info("checkpoint ignored (policy vocabulary or checkpoint format changed) %s", kv(partition=p))
         except FileNotFoundError:
@@ -91,11 +98,15 @@ class ConsentFiles:
         return {}, 0
 
     def write(self, states: dict[int, dict[str, tuple]], positions: dict[int, int]) -> None:
-        """Atomically replace each partition's file (write, then rename)."""
+        """Atomically replace each partition's file (write, then rename) whose position moved."""
+        on_disk = self._on_disk
         for p, st in states.items():
+            if on_disk.get(p) == positions[p]:
+                continue
             tmp = self.path(p).with_suffix(".tmp")
             tmp.write_bytes(marshal.dumps((_CKPT_VERSION, self.fingerprint, positions[p], st)))
             os.replace(tmp, self.path(p))
+            on_disk[p] = positions[p]
         self.last_write = time.monotonic()
 
 

@@ -187,6 +187,22 @@ def test_consent_files_round_trip_and_refuse_another_vocabulary(tmp_path: Path) 
     assert files.load(4) == ({}, 0)
 
 
+def test_a_partition_whose_position_did_not_move_is_not_written_again(tmp_path: Path) -> None:
+    files = ConsentFiles(tmp_path, "fp")
+    files.write({0: {"a": (1,)}, 1: {"b": (2,)}}, {0: 10, 1: 50})
+    before = {p: files.path(p).stat().st_mtime_ns for p in (0, 1)}
+    files.path(0).write_bytes(b"marker")  # what is on disk now: the write below must not touch it
+    files.write({0: {"a": (1,)}, 1: {"b": (3,)}}, {0: 10, 1: 51})
+    assert files.path(0).read_bytes() == b"marker"
+    assert files.load(1) == ({"b": (3,)}, 51) and files.path(1).stat().st_mtime_ns >= before[1]
+    # a file read back counts as written at its offset
+    again = ConsentFiles(tmp_path, "fp")
+    assert again.load(1) == ({"b": (3,)}, 51)
+    files.path(1).write_bytes(b"marker")
+    again.write({1: {"b": (3,)}}, {1: 51})
+    assert files.path(1).read_bytes() == b"marker"
+
+
 def test_a_checkpoint_ahead_of_the_commit_is_not_used(tmp_path: Path) -> None:
     files = ConsentFiles(tmp_path, "fp")
     files.write({0: {"a": (1,)}, 1: {"b": (2,)}}, {0: 10, 1: 50})
