@@ -3,7 +3,8 @@
 //! One module per stage, in the order an event goes through them:
 //! `json_scan` (bytes -> tape), `state` (the subject's consent state -> per-engine
 //! summaries), `rule` (CONTRACT §5), `project` (+ `geo`, `pseudonym`: the permitted
-//! fields spliced into the engine output), `encode` (decision records). `spec` holds
+//! fields spliced into the engine output; `seal`: encrypted fields, through the Python
+//! sealer), `encode` (decision records). `spec` holds
 //! the compiled policy, exported once from Python.
 //!
 //! The contract with the Python side (streams/engine/native.py): `Engine.decide`
@@ -22,6 +23,7 @@ pub mod json_scan;
 pub mod project;
 pub mod pseudonym;
 pub mod rule;
+pub mod seal;
 pub mod spec;
 pub mod state;
 
@@ -38,8 +40,9 @@ use crate::rule::{before_now, expired, Before, Summary, ANONYMOUS, EXPIRED, NOTH
 use crate::spec::Spec;
 
 /// An engine output ready in phase 1: its bytes `outs[a..b]`, its key (a pseudonym in
-/// `okeys[x..y]`, or None: the input's key) and the categories it sends.
-type Emit = (usize, usize, Option<(usize, usize)>, u64);
+/// `okeys[x..y]`, or None: the input's key), the categories it sends and its slots
+/// `s0..s1` of fields to encrypt (`seal`; empty: the bytes are final).
+type Emit = (usize, usize, Option<(usize, usize)>, u64, (usize, usize));
 
 /// What phase 1 (no side effects) decided for one engine.
 #[derive(Clone, Copy)]
@@ -92,8 +95,9 @@ fn now_ms() -> i64 {
 impl Engine {
     /// One record: Ok(true) handled (records appended, counters updated), Ok(false) not
     /// handled and nothing done, Err: a Python error (the clock raised).
+    #[allow(clippy::too_many_arguments)]
     fn one(&mut self, py: Python<'_>, rec: &Bound<'_, PyAny>, out: &Bound<'_, PyList>, store: &Bound<'_, PyAny>,
-           clock: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+           clock: Option<&Bound<'_, PyAny>>, seal: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let Ok(t) = rec.cast::<PyTuple>() else { return Ok(false) };
         if t.len() != 7 {
             return Ok(false);
@@ -130,7 +134,7 @@ impl Engine {
         }
         let Some(av) = &tspec.avro else {
             let Ok(root) = self.tape.scan(raw) else { return Ok(false) };
-            return self.scanned(py, ti, partition, offset, key, &key_obj, raw, root, out, store, clock);
+            return self.scanned(py, ti, partition, offset, key, &key_obj, raw, root, out, store, clock, seal);
         };
         // Avro: only the codec's own schema id (another one: registry or unknown_schema_id)
         if raw.len() < 5 || raw[..5] != av.header[..] {
@@ -142,7 +146,7 @@ impl Engine {
         let body = buf.len() + 5;
         buf.extend_from_slice(raw);
         let r = match avro_scan::scan(&mut self.tape, &buf, body, &av.root) {
-            Ok(root) => self.scanned(py, ti, partition, offset, key, &key_obj, &buf, root, out, store, clock),
+            Ok(root) => self.scanned(py, ti, partition, offset, key, &key_obj, &buf, root, out, store, clock, seal),
             Err(_) => Ok(false),
         };
         self.abuf = buf;
@@ -153,7 +157,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn scanned(&mut self, py: Python<'_>, ti: usize, partition: i64, offset: i64, key: Option<&[u8]>,
                key_obj: &Bound<'_, PyAny>, src: &[u8], root: u32, out: &Bound<'_, PyList>, store: &Bound<'_, PyAny>,
-               clock: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+               clock: Option<&Bound<'_, PyAny>>, seal: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let tspec = &self.spec.topics[ti];
         let tape = &self.tape;
         if tape.node(root).kind != Kind::Obj {
@@ -224,11 +228,13 @@ impl Engine {
         let n_eng = sp.engines.len();
         let mut cv: Option<i64> = None;
         self.summ_buf.clear();
+        let mut subject_str: Option<Bound<'_, PyString>> = None;
         if subject_node.is_none() {
             self.summ_buf.resize(n_eng, Summary::fixed(ANONYMOUS));
         } else {
             let kb = key.unwrap_or_default();
             let subject = PyString::new(py, std::str::from_utf8(kb).unwrap_or_default());
+            subject_str = Some(subject.clone());
             let state = if let Ok(d) = store.cast_exact::<PyDict>() {
                 d.get_item(&subject)?
             } else {
@@ -253,6 +259,9 @@ impl Engine {
         self.pend.clear();
         self.outs.clear();
         self.okeys.clear();
+        self.sc.seals.clear();
+        // envelopes are text: JSON outputs only (an Avro output's are bytes, sealed in Python)
+        let can_seal = seal.is_some() && sp.avro_out.is_none();
         for (ei, e) in sp.engines.iter().enumerate() {
             let p = match before_now(&self.summ_buf[ei], ts) {
                 Before::Drop(r) => Pending::Drop(r),
@@ -277,9 +286,10 @@ impl Engine {
                         None => &self.subj,
                     };
                     let a = self.outs.len();
+                    let s0 = self.sc.seals.len();
                     let plan = &e.plans[type_id as usize];
-                    let Ok(r) = project::project(&ev, e, plan, self.summ_buf[ei].allowed, subject_json, &mut self.outs,
-                                                 &mut self.sc) else { return Ok(false) };
+                    let Ok(r) = project::project(&ev, e, plan, self.summ_buf[ei].allowed, subject_json, can_seal,
+                                                 &mut self.outs, &mut self.sc) else { return Ok(false) };
                     match r {
                         None => Pending::Timed { min_ea, post: None, out: None },
                         Some(sent) => {
@@ -299,7 +309,8 @@ impl Engine {
                                     return Ok(false);
                                 }
                             }
-                            Pending::Timed { min_ea, post: None, out: Some((a, self.outs.len(), okey, sent)) }
+                            let slots = (s0, self.sc.seals.len());
+                            Pending::Timed { min_ea, post: None, out: Some((a, self.outs.len(), okey, sent, slots)) }
                         }
                     }
                 }
@@ -354,12 +365,21 @@ impl Engine {
                         Some(EXPIRED)
                     } else if post.is_some() {
                         post
-                    } else if let Some((a, b, okey, sent)) = o {
+                    } else if let Some((a, b, okey, sent, (s0, s1))) = o {
                         let okey_obj: Bound<'_, PyAny> = match okey {
                             Some((x, y)) => PyBytes::new(py, &self.okeys[x..y]).into_any(),
                             None => key_obj.clone(),
                         };
-                        let v = PyBytes::new(py, &self.outs[a..b]);
+                        let v = match (s0 < s1, seal, &subject_str) {
+                            (false, _, _) => PyBytes::new(py, &self.outs[a..b]),
+                            (true, Some(seal), Some(subject)) => {
+                                let plan = &e.plans[type_id as usize];
+                                let sealed = self.sc.seals.splice(py, seal, subject, plan, &self.outs[a..b], s0, s1)?;
+                                PyBytes::new(py, &sealed)
+                            }
+                            // slots are only made with a sealer, for a subject (unreachable)
+                            _ => return Err(PyValueError::new_err("native engine: fields to encrypt without a sealer")),
+                        };
                         out.append(record(py, e.topic.bind(py), &okey_obj, v)?)?;
                         self.rec.extend_from_slice(&e.entry_emitted);
                         match &sp.avro_out {
@@ -441,14 +461,18 @@ impl Engine {
     /// Decide `records[start:]` into `out` until the first record the native side does not
     /// handle; returns its index (`len(records)` when all were handled). `clock`: None
     /// reads the system clock (epoch ms), else a callable returning epoch ms.
-    #[pyo3(signature = (records, start, out, store, clock=None))]
+    /// `seal`: `Sealer.seal` of the Python engine (JSON outputs of an encrypting policy), which
+    /// the records with fields to encrypt call; None: such records go to the Python engine.
+    #[pyo3(signature = (records, start, out, store, clock=None, seal=None))]
+    #[allow(clippy::too_many_arguments)]
     fn decide(&mut self, py: Python<'_>, records: &Bound<'_, PyList>, start: usize, out: &Bound<'_, PyList>,
-              store: &Bound<'_, PyAny>, clock: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+              store: &Bound<'_, PyAny>, clock: Option<&Bound<'_, PyAny>>, seal: Option<&Bound<'_, PyAny>>)
+              -> PyResult<usize> {
         let n = records.len();
         let mut i = start;
         while i < n {
             let rec = records.get_item(i)?;
-            if !self.one(py, &rec, out, store, clock)? {
+            if !self.one(py, &rec, out, store, clock, seal)? {
                 return Ok(i);
             }
             i += 1;

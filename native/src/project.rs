@@ -14,6 +14,9 @@ pub struct Scratch {
     /// (entry index in the plan, blob start, blob end) of every field that made it
     picked: Vec<(u32, u32, u32)>,
     strbuf: Vec<u8>,
+    /// Fields to encrypt in this record's outputs, in the order the Python engine seals
+    /// them (`seal::Sealed`): cleared per record, not per projection.
+    pub seals: crate::seal::Sealed,
 }
 
 /// What the projection needs of the event besides the tape.
@@ -161,8 +164,10 @@ fn write_level(plan: &[Entry], picked: &[(u32, u32, u32)], blobs: &[u8], rep: Op
 /// The engine output up to (not including) its trailer, appended to `out`:
 /// Ok(Some(sent mask)), or Ok(None) when no permitted field is present (nothing is written).
 /// `subject_json`: the output's `subject_id` as JSON (the id, or its pseudonym).
+/// `seal`: fields to encrypt get a mark (`seal::Sealed`), else they make the record `Unsure`.
+#[allow(clippy::too_many_arguments)]
 pub fn project(ev: &Event<'_>, eng: &EngineSpec, plan: &[Entry], allowed: u64, subject_json: &[u8],
-               out: &mut Vec<u8>, sc: &mut Scratch) -> Res<Option<u64>> {
+               seal: bool, out: &mut Vec<u8>, sc: &mut Scratch) -> Res<Option<u64>> {
     let (t, src) = (ev.tape, ev.src);
     sc.blobs.clear();
     sc.picked.clear();
@@ -188,9 +193,18 @@ pub fn project(ev: &Event<'_>, eng: &EngineSpec, plan: &[Entry], allowed: u64, s
         }
         let a = sc.blobs.len();
         let ok = match ent.code {
-            // a field to encrypt is never copied as it is: the whole record goes to the Python
-            // engine, which holds the data keys (before anything of this output is written)
-            T_ENCRYPT => return Err(Unsure),
+            // a field to encrypt is never copied as it is: a mark stands where its envelope
+            // goes once the record is sure (`seal`); without a sealer (Avro outputs, whose
+            // envelopes are bytes) the whole record goes to the Python engine
+            T_ENCRYPT => {
+                if !seal || t.node(v).kind != Kind::Str {
+                    return Err(Unsure);
+                }
+                let mut tmp = Vec::new();
+                let text = t.str_bytes(src, v, &mut tmp);
+                sc.seals.mark(k as u32, text, &mut sc.blobs)?;
+                true
+            }
             T_COUNTRY => coarsen_country(t, src, v, &mut sc.blobs)?,
             T_PSEUDONYMIZE => {
                 let key = eng.key.as_ref().ok_or(Unsure)?;

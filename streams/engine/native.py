@@ -10,6 +10,11 @@
   (the clock is not read); that one record goes through the Python ``Filter`` (the
   reference semantics, which classify it: DLQ entry, reason, message), then the native
   engine resumes with the next. Outputs come out in input order either way.
+- the ``encrypt`` transform (JSON outputs): the native side marks the fields to encrypt
+  and, once the record is sure and the rule lets the output through, calls the Python
+  engine's ``Sealer.seal`` per field (``native/src/seal.rs``); so the data keys, nonces
+  and envelopes are the Python engine's, and new key records go out as its do. Avro
+  outputs (binary envelopes) with a field to encrypt go to the Python engine.
 - ``apply_consent`` is the Python one (consent records are few); tombstones also
   drop what the native side cached about the subject.
 
@@ -202,6 +207,11 @@ class NativeFilter:
         #: records decided by the Python fallback since construction (bench, tests)
         self.fallbacks = 0
         self._native: Any = None
+        # the encrypt transform of a JSON output: the native side marks the fields and calls
+        # the Python engine's sealer once the record is sure (native/src/seal.rs), so keys,
+        # nonces and envelopes are the Python engine's; binary (Avro) envelopes stay there
+        sealer = self._py._sealer
+        self._seal = sealer.seal if sealer is not None and sealer.binary is False else None
         avro_out = avro_output(policy, self._py._out_codec, self._py._decision_codec)
         if avro_out is not None or (type(self._py._out_codec) is JsonCodec
                                     and type(self._py._decision_codec) is JsonCodec):
@@ -242,8 +252,8 @@ class NativeFilter:
 
     @property
     def keyring(self) -> Any:
-        """The data keys of the Python engine, which decides every record an encrypting
-        engine emits (the runtimes set it per partition, as ``store``)."""
+        """The data keys of the Python engine, whose sealer makes every envelope, for the
+        native side too (the runtimes set it per partition, as ``store``)."""
         return self._py.keyring
 
     @keyring.setter
@@ -289,10 +299,13 @@ class NativeFilter:
         n = len(recs)
         i = 0
         native_topics = self._native_topics
+        seal = self._seal
         while True:
-            i = nat.decide(recs, i, out, py.store, clock)
+            i = nat.decide(recs, i, out, py.store, clock, seal)
             self._take_counts(res)
             if i >= n:
+                if seal is not None and py._sealer.new:
+                    py._add_keys(res)  # the data keys the native seals created since the last run
                 if res.keys:
                     # the Python engine puts a call's new data keys after its outputs: so here
                     # (the fallbacks of this call appended theirs run by run)

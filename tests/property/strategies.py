@@ -26,9 +26,10 @@ times = st.builds(lambda h, d: NOW + h * HOUR + d, st.integers(-4, 3), st.sample
 
 
 @st.composite
-def policies(draw, encrypt: bool = True, rules: bool = False) -> dict[str, Any]:
-    """A random valid policy; ``encrypt=False``: no `encrypt` transforms (the native engine has none);
-    ``rules``: random legal bases, objection classes and a random ``[signals]`` mapping."""
+def policies(draw, encrypt: bool = True, rules: bool = False, seal_heavy: bool = False) -> dict[str, Any]:
+    """A random valid policy; ``encrypt=False``: no `encrypt` transforms;
+    ``rules``: random legal bases, objection classes and a random ``[signals]`` mapping;
+    ``seal_heavy``: half the text fields an engine may receive are encrypted (else rare)."""
     purposes = list(draw(st.permutations(PURPOSES)))
     cat_names = [c for c in draw(st.permutations(CATEGORIES))]
     non_payment = [c for c in cat_names if c != "payment"]
@@ -58,6 +59,9 @@ def policies(draw, encrypt: bool = True, rules: bool = False) -> dict[str, Any]:
             for f in cats[c]:
                 if f in ("context.geo", "shipping_address") and draw(st.booleans()):
                     transforms[f] = draw(st.sampled_from(["coarsen:country", "keep", "drop"]))
+                elif (seal_heavy and f in TEXT_FIELDS and e.get("subject", "keep") == "keep"
+                      and draw(st.booleans())):
+                    transforms[f] = "encrypt"
                 elif draw(st.integers(0, 3)) == 0:
                     options = ["keep", "drop"] + (["pseudonymize"] if f in TEXT_FIELDS else [])
                     if encrypt and f in TEXT_FIELDS and e.get("subject", "keep") == "keep":

@@ -292,10 +292,53 @@ def test_native_filter_equals_python_filter_when_engines_encrypt(doc, steps, now
     assert py.store == nat.store
 
 
-def test_an_encrypting_engine_decides_natively_what_carries_no_field_to_encrypt():
-    """The default policy encrypts `email` and `phone` for the `email` engine: a purchase
-    without them is emitted to it natively; one with them goes to the Python engine, which
-    holds the data keys. The bytes are the Python engine's in both cases."""
+#: text to encrypt: any Unicode scalar (no lone surrogates: not valid JSON text for orjson)
+_seal_text = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=12)
+
+
+@st.composite
+def _sealed_events(draw, subject: str) -> tuple:
+    """A valid event whose text fields are any text, rendered as UTF-8 or with \\u escapes."""
+    ev = draw(events(subject))
+    for f in ("email", "phone"):
+        if draw(st.booleans()):
+            ev[f] = draw(_seal_text)
+    if type(ev.get("shipping_address")) is dict:
+        for f in ("street", "postal_code"):
+            if draw(st.booleans()):
+                ev["shipping_address"][f] = draw(_seal_text)
+    value = orjson.dumps(ev) if draw(st.booleans()) else json.dumps(ev, ensure_ascii=True).encode()
+    key = None if ev.get("subject_id") is None else subject.encode()
+    return key, value, ev["event_type"] == "purchase"
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@given(doc=policies(seal_heavy=True), data=st.data(), now=times)
+def test_native_seals_exactly_what_the_python_engine_seals(doc, data, now):
+    """Random policies with many encrypted text fields, every purpose granted, events whose
+    text is any Unicode (escaped or not): the native side seals through the Python sealer,
+    and every byte (envelopes with their nonces, key records) is the Python engine's."""
+    from tests.unit.engine.helpers import consent
+
+    subjects = ["s-1", "s-2"]
+    steps = [("consent", [(s, orjson.dumps(consent(subject=s, jurisdiction=data.draw(st.sampled_from(
+        ["EU", "US", "US-CA"]))))) for s in subjects])]
+    for _ in range(data.draw(st.integers(1, 3))):
+        steps.append(("events", [data.draw(_sealed_events(s)) for s in data.draw(
+            st.lists(st.sampled_from(subjects), min_size=1, max_size=6))]))
+    policy = compile_policy(doc, secret=SECRET)
+    _py, a = _run_sealed(Filter, policy, steps, now)
+    nat, b = _run_sealed(NativeFilter, policy, steps, now, secret=SECRET)
+    for x, y in zip(a, b):
+        _same(x, y)
+
+
+def test_an_encrypting_engine_decides_natively_and_seals_through_the_python_sealer():
+    """The default policy encrypts `email` and `phone` for the `email` engine. A purchase
+    with them is decided natively too: the native side marks the fields and calls the
+    Python engine's sealer once the record is sure, so the envelopes (same nonces, same
+    data key) and the new key record are the Python engine's, byte for byte."""
     from streams.engine.policy import load_policy
     from tests.unit.engine.helpers import consent, purchase
 
@@ -304,11 +347,14 @@ def test_an_encrypting_engine_decides_natively_what_carries_no_field_to_encrypt(
     plain = purchase(event_id="p0")
     del plain["email"], plain["phone"]
     cons = ("consent", [("s-1", orjson.dumps(consent()))])
-    for event, fallbacks in ((plain, 0), (purchase(event_id="p1"), 1)):
-        steps = [cons, ("events", [(b"s-1", orjson.dumps(event), True)])]
+    for event, sealed in ((plain, False), (purchase(event_id="p1"), True)):
+        steps = [cons, ("events", [(b"s-1", orjson.dumps(event), True),
+                                   (b"s-1", orjson.dumps(dict(event, event_id="p2")), True)])]
         _py, a = _run_sealed(Filter, policy, steps, NOW)
         nat, b = _run_sealed(NativeFilter, policy, steps, NOW, secret=SECRET)
         for x, y in zip(a, b):
             _same(x, y)
-        assert [t for t, *_ in b[1].records].count("personalization.email") == 1
-        assert nat.fallbacks == fallbacks
+        outs = [v for t, _k, v, _h in b[1].records if t == "personalization.email"]
+        assert len(outs) == 2 and all((b'"email":"pfe1.' in v) == sealed for v in outs)
+        assert len(b[1].keys) == int(sealed)  # one data key, created by the first seal
+        assert nat.fallbacks == 0
