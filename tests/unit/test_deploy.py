@@ -31,6 +31,8 @@ DEPLOY = PROJECT_ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 VARIANTS = ["base", "overlays/production"]
 BENCH_RESULT = PROJECT_ROOT / "bench" / "results" / "e2e-20261201-094300.md"
+#: The run the memory figures come from (consent with signals and the notice schedule).
+MEMORY_RESULT = PROJECT_ROOT / "bench" / "results" / "e2e-20261204-181943.md"
 #: Objects the manifests reference but must not contain: created out of band so
 #: that no secret value is ever in the repository.
 EXTERNAL_SECRETS = {"pfilter-secrets", "pfilter-kafka-ca"}
@@ -295,7 +297,7 @@ def test_resources_are_sized_from_the_measured_figures(objs: list[dict[str, Any]
     # one decision thread: at least one core requested
     assert float(res["requests"]["cpu"]) >= 1
     bench = BENCH_RESULT.read_text()
-    per_subject = re.search(r"= \*\*([\d.]+) bytes per subject\*\*", bench).group(1)
+    per_subject = re.search(r"= \*\*([\d.]+) bytes per subject\*\*", MEMORY_RESULT.read_text()).group(1)
     header = next(line for line in bench.splitlines() if "events per CPU-s" in line)
     row = next(line for line in bench.splitlines() if line.startswith("| fast-eos |"))
     column = [c.strip() for c in header.split("|")].index("events per CPU-s")
@@ -303,7 +305,16 @@ def test_resources_are_sized_from_the_measured_figures(objs: list[dict[str, Any]
     assert re.fullmatch(r"[\d,]+", per_cpu_s), per_cpu_s
     comments = (K8S / "base" / "statefulset.yaml").read_text() + (
         K8S / "overlays" / "production" / "statefulset-patch.yaml").read_text()
-    assert f"{per_subject} B" in comments, "the sizing comment does not cite the measured bytes per subject"
+    for text in ((K8S / "base" / "statefulset.yaml").read_text(),
+                 (K8S / "overlays" / "production" / "statefulset-patch.yaml").read_text()):
+        assert f"x {per_subject} B" in text, "a sizing comment does not use the measured bytes per subject"
+        # and the request it arrives at holds that state (a stale request would not)
+        subjects = int(re.search(r"state\s+([\d,]+) x", text).group(1).replace(",", ""))
+        request = re.search(r"-> request (\d+)(Mi|Gi)", text)
+        req_bytes = int(request.group(1)) * (2**20 if request.group(2) == "Mi" else 2**30)
+        assert req_bytes >= subjects * float(per_subject), "the memory request does not hold the measured state"
+        memory = re.search(r"requests:\s*\n\s*cpu: \"?[\d.]+\"?\s*\n\s*memory: (\S+)", text)
+        assert memory and memory.group(1) == request.group(1) + request.group(2), "the request is not the sized one"
     assert per_cpu_s in comments, "the sizing comment does not cite the measured events per CPU-second"
 
 
