@@ -9,9 +9,8 @@
 //! never has to reproduce an error message: it only has to be right about what it
 //! accepts.
 //!
-//! The writer (`write_value`, `write_str`) emits a node the way `orjson.dumps`
-//! writes the value `orjson.loads` made of it: strings re-escaped the orjson way,
-//! numbers only when their text already is orjson's text (else `Unsure`).
+//! Numbers are read in `json_number`; the writer, which emits a node the way
+//! `orjson.dumps` writes the value `orjson.loads` made of it, is `json_write`.
 
 /// The scanner did not accept the input, or the writer cannot reproduce orjson's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +21,6 @@ pub type Res<T> = Result<T, Unsure>;
 /// Nesting beyond this is `Unsure` (orjson's own limit is higher; our events are
 /// 3 levels deep, and a bound keeps the recursion's stack small).
 pub const MAX_DEPTH: u32 = 64;
-/// Integer digits beyond this: `Unsure` (orjson turns huge integers into floats,
-/// which overflow to an error somewhere past 308 digits; we never need to know where).
-const MAX_NUM_DIGITS: usize = 300;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -266,98 +262,8 @@ impl Tape {
         unescape(raw, buf);
         buf
     }
-
-    /// Write a node as `orjson.dumps` writes the value `orjson.loads` made of it.
-    pub fn write_value(&self, src: &[u8], i: u32, out: &mut Vec<u8>) -> Res<()> {
-        let n = *self.node(i);
-        match n.kind {
-            Kind::Null => out.extend_from_slice(b"null"),
-            Kind::True => out.extend_from_slice(b"true"),
-            Kind::False => out.extend_from_slice(b"false"),
-            Kind::Num => {
-                let text = &src[n.start as usize..n.end as usize];
-                if n.flag & NUM_VALUE != 0 && n.flag & NUM_INT != 0 {
-                    crate::encode::int(out, n.int);
-                } else if n.flag & (NUM_INT | NUM_FLOAT_TEXT) != 0 {
-                    out.extend_from_slice(text);
-                } else if n.flag & NUM_FLOAT != 0 {
-                    let x = if n.flag & NUM_VALUE != 0 {
-                        f64::from_bits(n.int as u64)
-                    } else {
-                        std::str::from_utf8(text).ok().and_then(|t| t.parse::<f64>().ok()).ok_or(Unsure)?
-                    };
-                    if !(x.is_finite() && (x == 0.0 || (1e-4..1e15).contains(&x.abs()))) {
-                        return Err(Unsure);
-                    }
-                    // the shortest round-trip digits are unique when there are at most 15 of
-                    // them (then orjson and Rust agree); 16-17 may tie (x.25 -> ".2" or ".3")
-                    use std::io::Write;
-                    let start = out.len();
-                    let _ = write!(out, "{x:?}");
-                    let digits = &out[start..];
-                    let sig = digits.iter().filter(|c| c.is_ascii_digit()).skip_while(|&&c| c == b'0').count();
-                    let trailing = digits.iter().rev().filter(|c| c.is_ascii_digit()).take_while(|&&c| c == b'0').count();
-                    if sig.saturating_sub(trailing) > 15 {
-                        out.truncate(start);
-                        return Err(Unsure);
-                    }
-                } else {
-                    return Err(Unsure);
-                }
-            }
-            Kind::Str => self.write_str(src, i, out),
-            Kind::Arr => {
-                out.push(b'[');
-                for (k, &e) in self.arr_elems(i).iter().enumerate() {
-                    if k > 0 {
-                        out.push(b',');
-                    }
-                    self.write_value(src, e, out)?;
-                }
-                out.push(b']');
-            }
-            Kind::Obj => {
-                let ms = self.obj_members(i);
-                for (a, ma) in ms.iter().enumerate() {
-                    let ka = &src[ma.key_start as usize..ma.key_end as usize];
-                    if ms[..a].iter().any(|mb| &src[mb.key_start as usize..mb.key_end as usize] == ka) {
-                        return Err(Unsure);
-                    }
-                }
-                out.push(b'{');
-                for (k, m) in ms.iter().enumerate() {
-                    if k > 0 {
-                        out.push(b',');
-                    }
-                    out.push(b'"');
-                    out.extend_from_slice(&src[m.key_start as usize..m.key_end as usize]);
-                    out.extend_from_slice(b"\":");
-                    self.write_value(src, m.val, out)?;
-                }
-                out.push(b'}');
-            }
-        }
-        Ok(())
-    }
-
-    /// A string node as orjson writes it (quotes included).
-    pub fn write_str(&self, src: &[u8], i: u32, out: &mut Vec<u8>) {
-        let n = self.node(i);
-        let raw = &src[n.start as usize..n.end as usize];
-        if n.flag & RAW != 0 {
-            write_json_str(raw, out);
-        } else if n.flag & ESCAPED == 0 {
-            // no escapes and (the scanner checked) no control characters: orjson writes it as is
-            out.push(b'"');
-            out.extend_from_slice(raw);
-            out.push(b'"');
-        } else {
-            let mut buf = Vec::with_capacity(raw.len());
-            unescape(raw, &mut buf);
-            write_json_str(&buf, out);
-        }
-    }
 }
+
 
 /// Equality of two short byte strings (object keys) without a call to memcmp: keys are
 /// compared a word at a time, most differ in length or in their first word.
@@ -384,37 +290,6 @@ pub fn short_eq(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
-/// `orjson.dumps(s)` of a decoded string (UTF-8 bytes).
-pub fn write_json_str(s: &[u8], out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    let mut last = 0;
-    for (k, &c) in s.iter().enumerate() {
-        let esc: &[u8] = match c {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&s[last..k]);
-        if esc.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(c >> 4) as usize]);
-            out.push(HEX[(c & 15) as usize]);
-        } else {
-            out.extend_from_slice(esc);
-        }
-        last = k + 1;
-    }
-    out.extend_from_slice(&s[last..]);
-    out.push(b'"');
-}
-
 fn hex4(s: &[u8]) -> Option<u32> {
     if s.len() < 4 {
         return None;
@@ -428,7 +303,7 @@ fn hex4(s: &[u8]) -> Option<u32> {
 }
 
 /// Resolve the escapes of a string the scanner accepted (so every escape is valid).
-fn unescape(raw: &[u8], buf: &mut Vec<u8>) {
+pub(crate) fn unescape(raw: &[u8], buf: &mut Vec<u8>) {
     let mut i = 0;
     while i < raw.len() {
         let c = raw[i];
@@ -505,14 +380,14 @@ fn special(x: u64) -> bool {
     (quote | bslash | control | (x & HIGH)) != 0
 }
 
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
+pub(crate) struct Parser<'a> {
+    pub(crate) s: &'a [u8],
+    pub(crate) i: usize,
 }
 
 impl Parser<'_> {
     #[inline]
-    fn peek(&self) -> Option<u8> {
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.s.get(self.i).copied()
     }
 
@@ -600,118 +475,11 @@ impl Parser<'_> {
             }
         }
     }
-
-    /// A number: (start, end, flag, int value when NUM_INT).
-    fn number(&mut self) -> Res<(usize, usize, u8, i64)> {
-        let s = self.s;
-        let a = self.i;
-        let neg = s[a] == b'-';
-        if neg {
-            self.i += 1;
-        }
-        let ia = self.i;
-        // the magnitude, accumulated while scanning (None past u64)
-        let mut mag: Option<u64> = Some(0);
-        match self.peek() {
-            Some(b'0') => self.i += 1,
-            Some(b'1'..=b'9') => {
-                while let Some(c @ b'0'..=b'9') = self.peek() {
-                    mag = mag.and_then(|m| m.checked_mul(10)).and_then(|m| m.checked_add((c - b'0') as u64));
-                    self.i += 1;
-                }
-            }
-            _ => return Err(Unsure),
-        }
-        let int_digits = self.i - ia;
-        if int_digits > MAX_NUM_DIGITS {
-            return Err(Unsure);
-        }
-        let mut frac = false;
-        if self.peek() == Some(b'.') {
-            self.i += 1;
-            let fa = self.i;
-            while let Some(b'0'..=b'9') = self.peek() {
-                self.i += 1;
-            }
-            if self.i == fa || self.i - fa > MAX_NUM_DIGITS {
-                return Err(Unsure);
-            }
-            frac = true;
-        }
-        let mut exp = false;
-        if let Some(b'e' | b'E') = self.peek() {
-            // finite whatever the digits when the exponent is at most 280 and the integer
-            // part short (an underflow is 0.0 to orjson too); anything bigger: Unsure
-            self.i += 1;
-            let neg_exp = self.peek() == Some(b'-');
-            if let Some(b'+' | b'-') = self.peek() {
-                self.i += 1;
-            }
-            let ea = self.i;
-            let mut e: u32 = 0;
-            while let Some(c @ b'0'..=b'9') = self.peek() {
-                e = e.saturating_mul(10).saturating_add((c - b'0') as u32);
-                self.i += 1;
-            }
-            if self.i == ea || self.i - ea > 5 || int_digits > 20 || (!neg_exp && e > 280) {
-                return Err(Unsure);
-            }
-            exp = true;
-        }
-        if !frac && !exp {
-            // "-0" is the integer 0, written "0": valid, not spliceable
-            if neg && int_digits == 1 && s[ia] == b'0' {
-                return Ok((a, self.i, 0, 0));
-            }
-            let v = mag.and_then(|m| {
-                if neg {
-                    if m <= 1u64 << 63 { Some((m as i64).wrapping_neg()) } else { None }
-                } else {
-                    i64::try_from(m).ok()
-                }
-            });
-            return Ok(match v {
-                Some(v) => (a, self.i, NUM_INT, v),
-                None => (a, self.i, 0, 0), // valid (a big int or a float to orjson), not spliceable
-            });
-        }
-        // A plain decimal with at most 15 significant digits in [1e-4, 1e15), no trailing
-        // zero (but "x.0"): its text *is* orjson's text (a 15-digit decimal round-trips
-        // through f64, so it is the shortest repr, written positionally by both orjson
-        // and Rust's `{:?}`): copied as is. Any other finite float: parsed and written
-        // when it is output (NUM_FLOAT), Unsure then if outside that range.
-        if frac && !exp && int_digits <= 15 {
-            let ip = &s[ia..ia + int_digits];
-            let fp = &s[ia + int_digits + 1..self.i];
-            let trailing_ok = fp == b"0" || fp.last() != Some(&b'0');
-            let canon = if ip == b"0" {
-                let z = fp.iter().take_while(|&&c| c == b'0').count();
-                fp == b"0" || (trailing_ok && z <= 3 && z < fp.len() && fp.len() - z <= 15)
-            } else {
-                trailing_ok && int_digits + if fp == b"0" { 0 } else { fp.len() } <= 15
-            };
-            if canon {
-                return Ok((a, self.i, NUM_FLOAT_TEXT, 0));
-            }
-        }
-        if int_digits <= 20 {
-            return Ok((a, self.i, NUM_FLOAT, 0)); // finite: the digits and exponent are bounded above
-        }
-        Ok((a, self.i, 0, 0))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn canon(src: &str) -> Option<String> {
-        let mut t = Tape::new();
-        let r = t.scan(src.as_bytes()).ok()?;
-        let mut out = Vec::new();
-        t.write_value(src.as_bytes(), r, &mut out).ok()?;
-        Some(String::from_utf8(out).unwrap())
-    }
 
     #[test]
     fn integers() {
@@ -729,25 +497,5 @@ mod tests {
         assert_eq!(int("-17"), Some(-17));
         assert_eq!(int("-0"), None);
         assert_eq!(int("0"), Some(0));
-    }
-
-    #[test]
-    fn canonical_forms() {
-        assert_eq!(canon(r#" { "a" : [1, 2.5, "x\u00e9\n"] } "#).unwrap(), "{\"a\":[1,2.5,\"x\u{e9}\\n\"]}");
-        assert_eq!(canon(r#""\ud83d\ude00\/""#).unwrap(), "\"\u{1F600}/\"");
-        assert!(canon(r#""\ud83d""#).is_none());
-        assert_eq!(canon("1e5").unwrap(), "100000.0");
-        assert!(canon("1e-5").is_none());
-        assert!(canon("1e400").is_none());
-        assert_eq!(canon("100.10").unwrap(), "100.1");
-        assert_eq!(canon("13.00").unwrap(), "13.0");
-        // 16 shortest digits may tie (orjson: .2, Rust: .3): not sure
-        assert!(canon("-939668410476200.2798358069").is_none());
-        assert_eq!(canon("0.1000").unwrap(), "0.1");
-        assert!(canon("-0").is_none());
-        assert_eq!(canon("-0.0").unwrap(), "-0.0");
-        assert!(canon(r#"{"a":1,"a":2}"#).is_none());
-        assert!(canon("[1,]").is_none());
-        assert!(canon("\"\x01\"").is_none());
     }
 }

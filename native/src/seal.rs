@@ -15,7 +15,8 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-use crate::json_scan::{write_json_str, Res, Unsure};
+use crate::json_scan::{Res, Unsure};
+use crate::json_write::write_json_str;
 use crate::spec::Entry;
 
 const MARK: u8 = 0;
