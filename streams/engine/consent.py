@@ -81,6 +81,19 @@ def _grant_by_signals(signal_grants: int, updated_at: int, granted_at: list[int]
         i += 1
 
 
+def _state(vocab: Vocabulary, f: Any, updated_at: int, offset: int, granted: int, granted_at: list[int],
+           expires_at: list[int], cmask: int, jur: str, gpc: bool) -> ConsentState:
+    """The state of a parsed record, after the consent rules' fold ``f`` (None: no rule
+    field changed anything)."""
+    objected = gates = 0
+    if f is not None:
+        granted, cmask, gpc, objected, gates = f.granted, f.categories, f.gpc, f.objected, f.gates
+        if f.signal_grants:
+            _grant_by_signals(f.signal_grants, updated_at, granted_at, expires_at)
+    return make_state(updated_at, offset, granted, granted_at, expires_at, cmask, jur, gpc, 0, vocab.fingerprint,
+                      objected, gates)
+
+
 def _count(counts: MutableMapping[str, int], unknown_p: int, unknown_c: int, not_allowed: int) -> None:
     """What a parse ignored: unknown purposes and categories, grants with a basis not allowed."""
     for name, k in (("unknown_purpose", unknown_p), ("unknown_category", unknown_c),
@@ -209,16 +222,9 @@ def parse_consent(
         f = rules.fold_record(record, granted, named, cmask, named_c, gpc, cache)
     except ConsentFieldError as exc:
         raise _bad(str(exc), updated_at) from None
-    objected = gates = 0
-    if f is not None:
-        granted, cmask, gpc, objected, gates = f.granted, f.categories, f.gpc, f.objected, f.gates
-        if f.signal_grants:
-            _grant_by_signals(f.signal_grants, updated_at, granted_at, expires_at)
-
     if counts is not None and (unknown_p or unknown_c or not_allowed):
         _count(counts, unknown_p, unknown_c, not_allowed)
-    return make_state(updated_at, offset, granted, granted_at, expires_at, cmask, jur, gpc, 0, vocab.fingerprint,
-                      objected, gates)
+    return _state(vocab, f, updated_at, offset, granted, granted_at, expires_at, cmask, jur, gpc)
 
 
 def parse_wellformed(
@@ -322,20 +328,15 @@ def parse_wellformed(
             named_c |= 1 << j
             if value:
                 cmask |= 1 << j
-    objected = gates = 0
+    f = None
     if rule_fields:
         try:
             f = rules.fold_record(record, granted, named, cmask, named_c, gpc, cache)
         except ConsentFieldError:
             return None  # parse_consent says what is wrong
-        if f is not None:
-            granted, cmask, gpc, objected, gates = f.granted, f.categories, f.gpc, f.objected, f.gates
-            if f.signal_grants:
-                _grant_by_signals(f.signal_grants, updated_at, granted_at, expires_at)
     if counts is not None and (unknown_p or unknown_c or not_allowed):
         _count(counts, unknown_p, unknown_c, not_allowed)
-    return make_state(updated_at, offset, granted, granted_at, expires_at, cmask, jur, gpc, 0, vocab.fingerprint,
-                      objected, gates)
+    return _state(vocab, f, updated_at, offset, granted, granted_at, expires_at, cmask, jur, gpc)
 
 
 def merge_state(current: ConsentState | None, new: ConsentState, vocab: Vocabulary) -> ConsentState:
