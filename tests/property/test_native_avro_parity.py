@@ -28,7 +28,7 @@ from streams.engine.policy import compile_policy  # noqa: E402
 from tests.unit.engine.helpers import NOW, SECRET  # noqa: E402
 
 from .strategies import events, policies, times  # noqa: E402
-from .test_native_parity import SUBJECTS, _clock, _floats, _nasty_text, _same, consent_input  # noqa: E402
+from .test_native_parity import _clock, _floats, _nasty_text, _same, streams_of  # noqa: E402
 
 T = TopicNames()
 CLICK = get_codec("click_event", "avro")
@@ -107,17 +107,7 @@ def event_input(draw, subject: str):
     return key, value, ev.get("event_type") == "purchase"
 
 
-@st.composite
-def stream(draw):
-    steps = []
-    for _ in range(draw(st.integers(1, 6))):
-        if draw(st.booleans()):
-            subs = draw(st.lists(st.sampled_from(SUBJECTS), min_size=1, max_size=4))
-            steps.append(("consent", [(s, draw(consent_input(s))) for s in subs]))
-        else:
-            subs = draw(st.lists(st.sampled_from(SUBJECTS), min_size=1, max_size=8))
-            steps.append(("events", [draw(event_input(s)) for s in subs]))
-    return steps
+stream = streams_of(event_input)
 
 
 def _run(filt, steps, partition: int = 3) -> list:

@@ -125,17 +125,24 @@ def consent_input(draw, subject: str):
     return orjson.dumps(rec)
 
 
-@st.composite
-def stream(draw):
-    steps = []
-    for _ in range(draw(st.integers(1, 6))):
-        if draw(st.booleans()):
-            subs = draw(st.lists(st.sampled_from(SUBJECTS), min_size=1, max_size=4))
-            steps.append(("consent", [(s, draw(consent_input(s))) for s in subs]))
-        else:
-            subs = draw(st.lists(st.sampled_from(SUBJECTS), min_size=1, max_size=8))
-            steps.append(("events", [draw(event_input(s)) for s in subs], draw(times)))
-    return steps
+def streams_of(event_input) -> st.SearchStrategy:
+    """Steps of consent batches and event batches (events drawn by ``event_input``: JSON
+    here, Avro in test_native_avro_parity)."""
+    @st.composite
+    def stream(draw):
+        steps = []
+        for _ in range(draw(st.integers(1, 6))):
+            if draw(st.booleans()):
+                subs = draw(st.lists(st.sampled_from(SUBJECTS), min_size=1, max_size=4))
+                steps.append(("consent", [(s, draw(consent_input(s))) for s in subs]))
+            else:
+                subs = draw(st.lists(st.sampled_from(SUBJECTS), min_size=1, max_size=8))
+                steps.append(("events", [draw(event_input(s)) for s in subs]))
+        return steps
+    return stream
+
+
+stream = streams_of(event_input)
 
 
 def _run(filt, steps) -> list:
