@@ -179,31 +179,40 @@ class NoticeSchedule:
         heapq.heapify(self._buckets)
 
     def changed(self, subject: str, old: ConsentState | None, new: ConsentState | None,
-                now: int) -> list[Notice]:
+                now: int, schedule: bool = True) -> list[Notice]:
         """A consent record (or tombstone: ``new`` None) took the subject from ``old`` to
-        ``new``. Returns the new grants' notices already due; schedules their others."""
+        ``new``. Returns the new grants' notices already due; schedules their others.
+
+        ``schedule=False``: only the notices already due (a restore, which ends with
+        ``load`` of the whole state: that schedules exactly the rest, so scheduling them
+        here too would be thrown away)."""
         if new is None:
             return []  # erasure: pending entries find no grant when due (cancelled)
         vocab = self.vocab
         out: list[Notice] = []
         olds = None
+        late = self.clock + self.before  # a grant expiring after this has nothing due yet
         for i, ea in expiring_grants(new, vocab):
+            if not schedule and ea > late:
+                continue
             if olds is None:
                 olds = set(expiring_grants(old, vocab))
             if (i, ea) in olds:
                 continue  # the same grant: its notices are scheduled or sent
-            self._schedule(subject, i, ea, new, now, out)
+            self._schedule(subject, i, ea, new, now, out, schedule)
         return out
 
     def _schedule(self, subject: str, i: int, ea: int, state: ConsentState, now: int,
-                  out: list[Notice]) -> None:
+                  out: list[Notice], schedule: bool = True) -> None:
         clock = self.clock
         if ea - self.before > clock:
-            self._push(ea - self.before, subject, i << 1 | _RECONFIRM)
+            if schedule:
+                self._push(ea - self.before, subject, i << 1 | _RECONFIRM)
             return
         out.append(self._notice(subject, i, ea, _RECONFIRM, state, now))
         if ea > clock:
-            self._push(ea, subject, i << 1 | _EXPIRED)
+            if schedule:
+                self._push(ea, subject, i << 1 | _EXPIRED)
         else:
             out.append(self._notice(subject, i, ea, _EXPIRED, state, now))
 

@@ -204,7 +204,8 @@ class ConsentReader:
                 next_report = now + RESTORE_REPORT_S
             if self.heartbeat is not None:
                 self.heartbeat.beat()
-            applied += self.poll(out, timeout=0.1)
+            # a restore ends with the notices' load of the whole state: no scheduling before it
+            applied += self.poll(out, timeout=0.1, schedule=not restoring)
             pending = {p for p in pending if self.pos.get(p, 0) < targets[p]}
             if restoring:
                 at = [self.pos.get(p, 0) for p in sorted(targets)]
@@ -216,9 +217,11 @@ class ConsentReader:
                         f"partitions of {self.topic!r} behind their end (PFILTER_STALL_TIMEOUT_S)")
         return applied
 
-    def poll(self, out: list, timeout: float) -> int:
+    def poll(self, out: list, timeout: float, schedule: bool = True) -> int:
         """Apply what one consume() returns (up to ``CONSENT_CHUNK`` records); outputs of
-        records not output before go to ``out``. Returns the records applied."""
+        records not output before go to ``out``. Returns the records applied.
+        ``schedule=False``: notices already due go out, the rest is left to ``restore``'s
+        load of the whole state (``NoticeSchedule.changed``)."""
         msgs = self.consumer.consume(CONSENT_CHUNK, timeout=timeout)
         if not msgs:
             return 0
@@ -247,7 +250,7 @@ class ConsentReader:
                 res = decider.apply_consent(p, live)
                 out.extend(res.records)
                 if old:
-                    notices.after(p, old, self.states[p], out)
+                    notices.after(p, old, self.states[p], out, schedule)
             metrics.record_consent(res, self.topic)
             self.pos[p] = recs[-1][2] + 1
             n += len(recs)

@@ -121,8 +121,9 @@ class PartitionNotices:
                 old[subject] = get(subject)
         return old
 
-    def after(self, p: int, old: Mapping[str, Any], store: Any, out: list) -> None:
-        """The records ``before`` saw were applied to ``store``: new grants' due notices."""
+    def after(self, p: int, old: Mapping[str, Any], store: Any, out: list, schedule: bool = True) -> None:
+        """The records ``before`` saw were applied to ``store``: new grants' due notices.
+        ``schedule=False`` in a restore, which ``load`` ends (``NoticeSchedule.changed``)."""
         s = self.schedules.get(p)
         if s is None:
             return
@@ -130,7 +131,7 @@ class PartitionNotices:
         get = store.get
         sent = []
         for subject, was in old.items():
-            sent.extend(s.changed(subject, was, get(subject), now))
+            sent.extend(s.changed(subject, was, get(subject), now, schedule))
         self._emit(p, sent, out)
 
     # ------------------------------------------------------------------ time

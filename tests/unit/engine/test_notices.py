@@ -335,3 +335,22 @@ def test_bad_notice_before_is_rejected_naming_it(bad: object) -> None:
 
 def test_default_policy_notices_30_days_before() -> None:
     assert load_policy(None, secret=b"k").notice_before_ms == 30 * 86_400_000
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(subjects, grants), max_size=12), st.one_of(st.none(), st.integers(0, 3000)),
+       st.integers(0, 4000))
+def test_a_restore_that_only_sends_what_is_due_then_loads_equals_scheduling_each_record(recs, clock, now):
+    # a restore (consent_reader.restore) replays records with schedule=False and then
+    # loads the whole state: the same notices as scheduling every record, then and later
+    def replay(schedule: bool) -> tuple[list, list]:
+        s, store, version = sched(clock), {}, 0
+        got = []
+        for subject, g in recs:
+            version += 1
+            old, store[subject] = store.get(subject), state(version, g)
+            got += s.changed(subject, old, store[subject], now, schedule=schedule)
+        s.load(store.items())
+        return keys(got), keys(drain(s, 10**6, store.get, None))
+
+    assert replay(False) == replay(True)
