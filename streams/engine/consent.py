@@ -33,7 +33,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from streams.engine import signals as sig
-from streams.engine.consent_rules import ConsentFieldError
+from streams.engine.consent_rules import ConsentFieldError, Folded
 from streams.engine.state import (  # noqa: F401 - the state's names, re-exported
     BLOCKED, DELETED, NO_EXPIRY, NOT_GRANTED, OFFSET, P_CATEGORIES, P_FLAGS, P_GATES, P_GPC, P_GRANTED,
     P_JURISDICTION, P_OBJECTED, P_PURPOSES, P_VOCAB, PAIR, PROFILE, PROFILE_INTERN_MAX, PROFILE_LEN, TIMES,
@@ -68,7 +68,6 @@ def _bad(msg: str, updated_at: int | None, error_class: str = "invalid_consent")
     return MalformedConsent(error_class, msg, updated_at)
 
 
-
 def _grant_by_signals(signal_grants: int, updated_at: int, granted_at: list[int], expires_at: list[int]) -> None:
     """Purposes granted by signals alone: granted since the record's change, with no expiry
     (a signal carries no expiry of its own)."""
@@ -81,7 +80,7 @@ def _grant_by_signals(signal_grants: int, updated_at: int, granted_at: list[int]
         i += 1
 
 
-def _state(vocab: Vocabulary, f: Any, updated_at: int, offset: int, granted: int, granted_at: list[int],
+def _state(vocab: Vocabulary, f: Folded | None, updated_at: int, offset: int, granted: int, granted_at: list[int],
            expires_at: list[int], cmask: int, jur: str, gpc: bool) -> ConsentState:
     """The state of a parsed record, after the consent rules' fold ``f`` (None: no rule
     field changed anything)."""
@@ -94,12 +93,15 @@ def _state(vocab: Vocabulary, f: Any, updated_at: int, offset: int, granted: int
                       objected, gates)
 
 
-def _count(counts: MutableMapping[str, int], unknown_p: int, unknown_c: int, not_allowed: int) -> None:
+def _count(counts: MutableMapping[str, int] | None, unknown_p: int, unknown_c: int, not_allowed: int) -> None:
     """What a parse ignored: unknown purposes and categories, grants with a basis not allowed."""
+    if counts is None:
+        return
     for name, k in (("unknown_purpose", unknown_p), ("unknown_category", unknown_c),
                     ("basis_not_allowed", not_allowed)):
         if k:
             counts[name] = counts.get(name, 0) + k
+
 
 def parse_consent(
     record: Any,
@@ -222,8 +224,7 @@ def parse_consent(
         f = rules.fold_record(record, granted, named, cmask, named_c, gpc, cache)
     except ConsentFieldError as exc:
         raise _bad(str(exc), updated_at) from None
-    if counts is not None and (unknown_p or unknown_c or not_allowed):
-        _count(counts, unknown_p, unknown_c, not_allowed)
+    _count(counts, unknown_p, unknown_c, not_allowed)
     return _state(vocab, f, updated_at, offset, granted, granted_at, expires_at, cmask, jur, gpc)
 
 
@@ -334,8 +335,7 @@ def parse_wellformed(
             f = rules.fold_record(record, granted, named, cmask, named_c, gpc, cache)
         except ConsentFieldError:
             return None  # parse_consent says what is wrong
-    if counts is not None and (unknown_p or unknown_c or not_allowed):
-        _count(counts, unknown_p, unknown_c, not_allowed)
+    _count(counts, unknown_p, unknown_c, not_allowed)
     return _state(vocab, f, updated_at, offset, granted, granted_at, expires_at, cmask, jur, gpc)
 
 
